@@ -1,0 +1,24 @@
+"""archdal: deep active learning experiments across strategies and architectures."""
+
+from archdal.config import PretrainConfig, RunConfig, Runtime
+from archdal.data import ImageData, load_dataset, make_split, make_synthetic
+from archdal.errors import ArchdalError, ConfigError, DataError
+from archdal.loop import Trajectory, run, strip_timing
+from archdal.strategies import REGISTRY as STRATEGY_REGISTRY
+
+__all__ = [
+    "STRATEGY_REGISTRY",
+    "ArchdalError",
+    "ConfigError",
+    "DataError",
+    "ImageData",
+    "PretrainConfig",
+    "RunConfig",
+    "Runtime",
+    "Trajectory",
+    "load_dataset",
+    "make_split",
+    "make_synthetic",
+    "run",
+    "strip_timing",
+]

@@ -1,0 +1,141 @@
+"""`archdal` command line: `archdal run ...` runs (or resumes) one trajectory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from archdal.config import (
+    ARCHS,
+    DATASETS,
+    DEVICES,
+    OPTIMIZERS,
+    PRETRAIN,
+    STRATEGIES,
+    PretrainConfig,
+    RunConfig,
+    Runtime,
+)
+from archdal.errors import ArchdalError
+from archdal.loop import run
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the value, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    dp = PretrainConfig()
+    g = p.add_argument_group("experiment")
+    g.add_argument("--dataset", default=d.dataset, choices=DATASETS)
+    g.add_argument("--arch", default=d.arch, choices=ARCHS)
+    g.add_argument("--width", type=float, default=d.width, help="channel multiplier; 1.0 = paper")
+    g.add_argument("--strategy", default=d.strategy, choices=STRATEGIES)
+    g.add_argument("--pretrain", default=d.pretrain, choices=PRETRAIN)
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument(
+        "--init-size", type=int, default=d.init_size, help="class-balanced initial labels"
+    )
+    g.add_argument("--acq-size", type=int, default=d.acq_size, help="labels acquired per round")
+    g.add_argument("--rounds", type=int, default=d.rounds, help="acquisition rounds")
+    g.add_argument("--pool-size", type=int, default=d.pool_size, help="cap on the unlabelled pool")
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    t = p.add_argument_group("training (each round from scratch)")
+    t.add_argument("--max-epochs", type=int, default=d.max_epochs)
+    t.add_argument("--patience", type=int, default=d.patience, help="epochs without val gain")
+    t.add_argument("--train-acc-stop", type=float, default=d.train_acc_stop)
+    t.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--momentum", type=float, default=d.momentum)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--augment", action="store_true", help="random crop + horizontal flip")
+    t.add_argument("--dropout", type=float, default=d.dropout)
+    t.add_argument("--mc-samples", type=int, default=d.mc_samples, help="BALD dropout passes")
+    u = p.add_argument_group("unsupervised pretraining (--pretrain unsupervised)")
+    u.add_argument("--pretrain-clusters", type=int, default=dp.clusters)
+    u.add_argument("--pretrain-epochs", type=int, default=dp.epochs)
+    u.add_argument("--pretrain-max-images", type=int, default=dp.max_images, help="0 = all")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--out", type=Path, required=True, help="run directory (resumed if unfinished)")
+    r.add_argument("--data-dir", type=Path, default=None, help="default: $ARCHDAL_DATA, then cache")
+    r.add_argument("--download", action="store_true", help="fetch missing datasets")
+    r.add_argument("--device", default="auto", choices=DEVICES)
+    r.add_argument("--eval-batch-size", type=int, default=Runtime().eval_batch_size)
+    r.add_argument("--quiet", action="store_true", help="no per-round progress lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="archdal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser(
+        "run",
+        help="run or resume one active-learning trajectory",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_run_arguments(run)
+    return parser
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[RunConfig, Runtime]:
+    config = RunConfig(
+        dataset=args.dataset,
+        arch=args.arch,
+        strategy=args.strategy,
+        seed=args.seed,
+        width=args.width,
+        pretrain=args.pretrain,
+        init_size=args.init_size,
+        acq_size=args.acq_size,
+        rounds=args.rounds,
+        pool_size=args.pool_size,
+        val_fraction=args.val_fraction,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        train_acc_stop=args.train_acc_stop,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        dropout=args.dropout,
+        mc_samples=args.mc_samples,
+        pretrain_options=PretrainConfig(
+            args.pretrain_clusters, args.pretrain_epochs, args.pretrain_max_images
+        ),
+    )
+    runtime = Runtime(
+        data_dir=args.data_dir,
+        download=args.download,
+        device=args.device,
+        eval_batch_size=args.eval_batch_size,
+        quiet=args.quiet,
+    )
+    return config.validate(), runtime.validate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config, runtime = configs_from_args(args)
+        progress = None if runtime.quiet else lambda line: print(line, flush=True)
+        records = run(config, args.out, runtime, progress)
+    except ArchdalError as err:
+        sys.stderr.write(f"archdal: error: {err}\n")
+        return EXIT_USAGE
+    if not runtime.quiet:
+        print(f"final test accuracy {100 * records[-1]['test_acc']:.2f}% — results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

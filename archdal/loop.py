@@ -1,0 +1,254 @@
+"""The active-learning loop: train → evaluate → select → label, one round at a time.
+
+`Trajectory` holds one run's state and advances it a round per `run_round()`; its
+`state_dict()` is everything needed to continue identically (round, labelled indices,
+generator state, records, pretrained weights). `run()` drives a trajectory to the end
+with an atomic checkpoint per round in an output directory and resumes from it. No Ray
+here: the Tune layer reports and checkpoints the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archdal.config import RunConfig, Runtime
+from archdal.data import ImageData, Split, load_dataset, make_split
+from archdal.errors import ConfigError, DataError
+from archdal.models import ALNet, build_model
+from archdal.pool import LABELED_EMBEDDINGS, compute_view
+from archdal.pretrain import pretrain_backbone
+from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
+from archdal.strategies import get_strategy
+from archdal.train import accuracy, train_model
+
+TIMING_FIELDS = ("train_seconds", "select_seconds", "pretrain_seconds")
+CONFIG_FILE, ROUNDS_FILE, CHECKPOINT_FILE = "config.json", "rounds.jsonl", "checkpoint.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device; use cpu or auto")
+    return torch.device(name)
+
+
+def check_budget(config: RunConfig, split: Split) -> None:
+    """The acquisitions must fit in the unlabelled pool the split actually produced."""
+    need = config.rounds * config.acq_size
+    if need > len(split.pool):
+        raise ConfigError(
+            f"rounds × acq-size = {config.rounds} × {config.acq_size} = {need} exceeds the "
+            f"unlabelled pool of {len(split.pool)} images ({config.dataset}, pool-size "
+            f"{config.pool_size}); lower --rounds or --acq-size"
+        )
+
+
+class Trajectory:
+    """One seeded active-learning run; `done` once `config.rounds` acquisitions are made."""
+
+    def __init__(
+        self, config: RunConfig, runtime: Runtime | None = None, data: ImageData | None = None
+    ):
+        self.config = config.validate()
+        self.runtime = (runtime or Runtime()).validate()
+        self.strategy = get_strategy(config.strategy)
+        if data is None:
+            data = load_dataset(config.dataset, self.runtime.data_dir, self.runtime.download)
+        self.split = make_split(
+            data.train_y, data.num_classes, config.init_size, config.pool_size,
+            config.val_fraction, config.seed,
+        )  # fmt: skip
+        check_budget(config, self.split)
+        self.device = resolve_device(self.runtime.device)
+        self.mean, self.std = data.channel_stats()
+        self.data = data.to(self.device)
+        self.round = 0
+        self.labeled = self.split.initial.clone()
+        self.rng = generator(derive_seed(config.seed, "trajectory"))
+        self.records: list[dict[str, Any]] = []
+        self.pretrained: dict[str, torch.Tensor] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.round > self.config.rounds
+
+    def new_model(self) -> ALNet:
+        c, d = self.config, self.data
+        model = build_model(
+            c.arch, d.num_classes, d.channels, c.width, c.dropout, self.mean, self.std
+        )
+        return model.to(self.device)
+
+    def _pretrain(self) -> float:
+        start = time.perf_counter()
+        self.pretrained = pretrain_backbone(
+            self.new_model, self.data.train_x, self.config, self.runtime.eval_batch_size
+        )
+        return time.perf_counter() - start
+
+    def run_round(self) -> dict[str, Any]:
+        """Train on the labelled set, evaluate, and (unless last) acquire `acq_size` labels."""
+        if self.done:
+            raise RuntimeError("trajectory already finished")
+        c, d, batch = self.config, self.data, self.runtime.eval_batch_size
+        record: dict[str, Any] = {"round": self.round, "n_labeled": len(self.labeled)}
+        if c.pretrain == "unsupervised" and self.pretrained is None:
+            record["pretrain_seconds"] = self._pretrain()
+        init_seed, mc_seed = draw_seed(self.rng), draw_seed(self.rng)
+        labeled = self.labeled.to(self.device)
+        val = self.split.val.to(self.device)
+        with global_torch_seed(init_seed):
+            model = self.new_model()
+            if self.pretrained is not None:
+                model.load_state_dict(self.pretrained, strict=False)
+            result = train_model(
+                model, d.train_x[labeled], d.train_y[labeled], d.train_x[val], d.train_y[val],
+                c, derive_seed(init_seed, "batches"), batch,
+            )  # fmt: skip
+        record |= {
+            "test_acc": accuracy(model, d.test_x, d.test_y, batch),
+            "val_acc": result.val_acc,
+            "train_acc": result.train_acc,
+            "epochs": result.epochs,
+            "train_seconds": result.seconds,
+        }
+        start = time.perf_counter()
+        acquired = torch.empty(0, dtype=torch.long)
+        if self.round < c.rounds:
+            unlabeled = self.split.pool[~torch.isin(self.split.pool, self.labeled)]
+            needs = self.strategy.needs
+            with global_torch_seed(mc_seed):
+                view = compute_view(
+                    model, d.train_x[unlabeled.to(self.device)], needs, batch, c.mc_samples,
+                    d.train_x[labeled] if LABELED_EMBEDDINGS in needs else None,
+                )  # fmt: skip
+            picks = self.strategy.select(view, c.acq_size, self.rng).cpu()
+            acquired = unlabeled[picks]
+            self.labeled = torch.cat([self.labeled, acquired])
+        record["select_seconds"] = time.perf_counter() - start
+        record["acquired"] = acquired.tolist()
+        self.records.append(record)
+        self.round += 1
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "round": self.round,
+            "labeled": self.labeled.clone(),
+            "rng_state": self.rng.get_state(),
+            "records": [dict(r) for r in self.records],
+            "pretrained": self.pretrained,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["config"] != self.config.to_dict():
+            raise ConfigError("checkpoint belongs to a different config")
+        self.round = state["round"]
+        self.labeled = state["labeled"].clone()
+        self.rng.set_state(state["rng_state"])
+        self.records = [dict(r) for r in state["records"]]
+        self.pretrained = state["pretrained"]
+
+
+def strip_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records without wall-clock fields: what must match between two runs of a seed."""
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_saved_config(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path} is unreadable ({err}); choose another --out or delete it") from err
+
+
+def _config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    keys = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    return ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} here" for k in keys)
+
+
+def format_record(record: dict[str, Any], rounds: int) -> str:
+    text = (
+        f"round {record['round']}/{rounds}  labeled {record['n_labeled']}  "
+        f"test {100 * record['test_acc']:.2f}%  val {100 * record['val_acc']:.2f}%  "
+        f"train {100 * record['train_acc']:.1f}% ({record['epochs']} epochs, "
+        f"{record['train_seconds']:.1f} s)"
+    )
+    if record["acquired"]:
+        text += f"  select {record['select_seconds']:.2f} s"
+    if "pretrain_seconds" in record:
+        text += f"  pretrain {record['pretrain_seconds']:.1f} s"
+    return text
+
+
+def run(
+    config: RunConfig,
+    out_dir: str | Path,
+    runtime: Runtime | None = None,
+    progress: Callable[[str], None] | None = print,
+    data: ImageData | None = None,
+) -> list[dict[str, Any]]:
+    """Run a trajectory to the end, writing `config.json`, `rounds.jsonl` and a checkpoint
+    per round in `out_dir`; an unfinished run of the same config there is continued.
+
+    Everything that can be checked (config, existing run, data, budget) is checked
+    before the first file is written.
+    """
+    config.validate()
+    out = Path(out_dir)
+    config_path, state_path = out / CONFIG_FILE, out / CHECKPOINT_FILE
+    if config_path.exists():
+        mismatch = _config_mismatch(_read_saved_config(config_path), config.to_dict())
+        if mismatch:
+            raise ConfigError(
+                f"--out {out} holds a run with a different config ({mismatch}); "
+                "use another --out or delete that directory"
+            )
+    trajectory = Trajectory(config, runtime, data)
+    if state_path.exists():
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise DataError(
+                f"checkpoint {state_path} is unreadable ({err}); delete it to restart this run"
+            ) from err
+        trajectory.load_state_dict(state)
+    out.mkdir(parents=True, exist_ok=True)
+    if not config_path.exists():
+        _atomic_write(config_path, lambda fh: fh.write(config.to_json() + "\n"))
+    say = progress or (lambda _: None)
+    if trajectory.done:
+        say(f"{out}: already complete ({len(trajectory.records)} rounds)")
+    elif trajectory.round > 0:
+        say(f"{out}: resuming at round {trajectory.round}/{config.rounds}")
+    while not trajectory.done:
+        record = trajectory.run_round()
+        _atomic_write(state_path, lambda fh: torch.save(trajectory.state_dict(), fh), "wb")
+        lines = "".join(json.dumps(r) + "\n" for r in trajectory.records)
+        _atomic_write(out / ROUNDS_FILE, lambda fh, text=lines: fh.write(text))
+        say(format_record(record, config.rounds))
+    return trajectory.records

@@ -1,0 +1,106 @@
+"""One pass over the unlabelled pool per round, producing what the strategy needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from archdal.models import ALNet
+
+PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
+NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC)
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """The model's view of the unlabelled pool (rows in pool order); fields not asked for
+    are None. `mc_*` are running statistics over T dropout samples, never T×N×C."""
+
+    size: int
+    probs: torch.Tensor | None = None  # N×C softmax, dropout off
+    embeddings: torch.Tensor | None = None  # N×D penultimate features
+    labeled_embeddings: torch.Tensor | None = None  # L×D, for distance to the labelled set
+    mc_mean_probs: torch.Tensor | None = None  # N×C mean of T dropout softmaxes
+    mc_mean_entropy: torch.Tensor | None = None  # N, mean entropy of the T softmaxes
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of each row; 0·log 0 counts as 0."""
+    return -(probs * probs.clamp_min(1e-30).log()).sum(dim=1)
+
+
+def _sample_neck(model: ALNet) -> None:
+    """Dropout on, everything else (BatchNorm included) stays in eval mode."""
+    model.eval()
+    for module in model.neck.modules():
+        if isinstance(module, nn.Dropout):
+            module.train()
+
+
+@torch.no_grad()
+def compute_view(
+    model: ALNet,
+    pool_images: torch.Tensor,
+    needs: frozenset[str],
+    batch_size: int,
+    mc_samples: int = 10,
+    labeled_images: torch.Tensor | None = None,
+) -> PoolView:
+    """Run the trunk once per pool image and derive every requested field from it.
+
+    MC dropout reuses the trunk's features and samples only the neck, where all of the
+    model's dropout lives; dropout masks come from torch's global RNG, which the loop
+    seeds from the trajectory's generator.
+    """
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"unknown pool-view needs {sorted(unknown)}; allowed: {NEEDS}")
+    n = len(pool_images)
+    out: dict[str, list[torch.Tensor]] = {key: [] for key in needs if key != LABELED_EMBEDDINGS}
+    want_mc = MC in needs
+    if want_mc:
+        out = {k: v for k, v in out.items() if k != MC} | {"mc_p": [], "mc_h": []}
+    if out:
+        for start in range(0, n, batch_size):
+            model.eval()
+            trunk = model.trunk(pool_images[start : start + batch_size])
+            embedding = model.neck(trunk)
+            if PROBS in needs:
+                out[PROBS].append(model.classifier(embedding).softmax(dim=1))
+            if EMBEDDINGS in needs:
+                out[EMBEDDINGS].append(embedding)
+            if want_mc:
+                _sample_neck(model)
+                mean_p = torch.zeros(len(trunk), model.classifier.out_features, device=trunk.device)
+                mean_h = torch.zeros(len(trunk), device=trunk.device)
+                for _ in range(mc_samples):
+                    p = model.classifier(model.neck(trunk)).softmax(dim=1)
+                    mean_p += p
+                    mean_h += entropy(p)
+                out["mc_p"].append(mean_p / mc_samples)
+                out["mc_h"].append(mean_h / mc_samples)
+        model.eval()
+    labeled = None
+    if LABELED_EMBEDDINGS in needs:
+        if labeled_images is None:
+            raise ValueError("labeled_embeddings requested without labeled_images")
+        labeled = torch.cat(
+            [
+                model.neck(model.trunk(labeled_images[s : s + batch_size]))
+                for s in range(0, len(labeled_images), batch_size)
+            ]
+        )
+
+    def joined(key: str) -> torch.Tensor | None:
+        return torch.cat(out[key]) if key in out else None
+
+    return PoolView(
+        size=n,
+        probs=joined(PROBS),
+        embeddings=joined(EMBEDDINGS),
+        labeled_embeddings=labeled,
+        mc_mean_probs=joined("mc_p"),
+        mc_mean_entropy=joined("mc_h"),
+    )

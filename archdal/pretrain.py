@@ -1,0 +1,77 @@
+"""Unsupervised DeepCluster-style pretraining (Caron et al. 2018, as used by Siméoni et al.
+2021 and the paper): alternate k-means on penultimate features of the training images
+with one epoch of training on the cluster ids as labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+
+from archdal.config import RunConfig
+from archdal.models import ALNet
+from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
+from archdal.train import make_optimizer, train_epoch
+
+PCA_DIMS = 64
+PRETRAIN_LR = 0.01
+
+
+@torch.no_grad()
+def _embed(model: ALNet, images: torch.Tensor, batch_size: int) -> np.ndarray:
+    model.eval()
+    feats = [
+        model.neck(model.trunk(images[s : s + batch_size])).cpu()
+        for s in range(0, len(images), batch_size)
+    ]
+    return torch.cat(feats).double().numpy()
+
+
+def cluster_labels(features: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k-means ids of PCA-reduced, L2-normalised features.
+
+    DeepCluster also whitens; with few clusters that gives the many noise directions the
+    same weight as the few that separate clusters, so the ids stop following the data.
+    """
+    dims = min(PCA_DIMS, features.shape[1], features.shape[0])
+    reduced = PCA(n_components=dims, random_state=seed % 2**32).fit_transform(features)
+    reduced /= np.linalg.norm(reduced, axis=1, keepdims=True).clip(1e-12)
+    return KMeans(n_clusters=k, n_init=1, random_state=seed % 2**32).fit_predict(reduced)
+
+
+def pretrain_backbone(
+    make_model: Callable[[], ALNet],
+    images: torch.Tensor,
+    config: RunConfig,
+    eval_batch_size: int,
+) -> dict[str, torch.Tensor]:
+    """Pretrained weights of everything but the classifier, as a function of the seed.
+
+    Each epoch replaces the output layer (cluster ids are arbitrary from one clustering
+    to the next) and samples images uniformly over clusters, so one large cluster cannot
+    dominate.
+    """
+    options = config.pretrain_options
+    rng = generator(derive_seed(config.seed, "pretrain"))
+    if options.max_images and options.max_images < len(images):
+        keep = torch.randperm(len(images), generator=rng)[: options.max_images]
+        images = images[keep.to(images.device)]
+    k = min(options.clusters, len(images))
+    with global_torch_seed(draw_seed(rng)):
+        model = make_model()
+        for _ in range(options.epochs):
+            labels = cluster_labels(_embed(model, images, eval_batch_size), k, draw_seed(rng))
+            counts = np.bincount(labels, minlength=k)
+            weights = torch.from_numpy(1.0 / counts[labels])
+            order = torch.multinomial(weights, len(images), replacement=True, generator=rng)
+            model.replace_classifier(k)
+            optimizer, _ = make_optimizer(model, config, lr=PRETRAIN_LR)
+            targets = torch.from_numpy(labels).long().to(images.device)
+            train_epoch(
+                model, optimizer, images, targets, order.to(images.device), config.batch_size, None
+            )
+    return {n: t for n, t in model.state_dict().items() if not n.startswith("classifier.")}

@@ -1,0 +1,160 @@
+"""Training one round's model from scratch, as in the paper.
+
+Batches are index slices of uint8 tensors already on the device; augmentation (random
+crop with padding, horizontal flip) is applied to the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from archdal.config import RunConfig
+from archdal.models import ALNet
+from archdal.seeding import generator
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    epochs: int
+    train_acc: float  # of the epoch whose weights were kept
+    val_acc: float  # best validation accuracy; its weights are loaded in the model
+    seconds: float
+
+
+def augment_batch(images: torch.Tensor, rng: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop from the zero-padded image and random horizontal flip, per image."""
+    n, _, h, w = images.shape
+    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=rng).to(images.device)
+    flips = (torch.rand(n, generator=rng) < 0.5).to(images.device)
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = shifts[0, :, None] + torch.arange(h, device=images.device)  # n×h
+    cols = shifts[1, :, None] + torch.arange(w, device=images.device)  # n×w
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    crops = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return crops.permute(0, 3, 1, 2).contiguous()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: ALNet, images: torch.Tensor, batch_size: int) -> None:
+    """Recompute BatchNorm running statistics as the average over the labelled set.
+
+    With a few hundred labels an epoch is a handful of steps, and the default running
+    average (momentum 0.1) still describes the random initialisation when training
+    accuracy reaches 99%: eval mode then predicts one class. Statistics of the current
+    weights make every validation, test and pool pass see the model that was trained.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for s in range(0, len(images), batch_size):
+        model.trunk(images[s : s + batch_size])
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+@torch.no_grad()
+def predict(model: ALNet, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Predicted class of every image, in eval mode."""
+    model.eval()
+    return torch.cat(
+        [model(images[s : s + batch_size]).argmax(dim=1) for s in range(0, len(images), batch_size)]
+    )
+
+
+def accuracy(model: ALNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+    return (predict(model, images, batch_size) == labels).float().mean().item()
+
+
+def make_optimizer(
+    model: ALNet, config: RunConfig, lr: float | None = None
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """SGD with momentum and a cosine schedule over `max_epochs`, or Adam at a fixed rate."""
+    lr = config.lr if lr is None else lr
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay), None
+    opt = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.max_epochs)
+
+
+def train_epoch(
+    model: ALNet,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+    augment_rng: torch.Generator | None,
+) -> float:
+    """One pass in the given order; returns the running training accuracy."""
+    model.train()
+    correct = torch.zeros((), device=images.device)
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        x, y = images[idx], labels[idx]
+        if augment_rng is not None:
+            x = augment_batch(x, augment_rng)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        correct += (logits.argmax(dim=1) == y).sum()
+    return correct.item() / len(order)
+
+
+def train_model(
+    model: ALNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    config: RunConfig,
+    seed: int,
+    eval_batch_size: int = 1024,
+) -> TrainResult:
+    """Train up to `max_epochs`, stopping once training accuracy reaches `train_acc_stop`
+    or validation accuracy has not improved for `patience` epochs; the weights of the
+    best validation epoch are loaded back into `model`."""
+    start = time.perf_counter()
+    rng = generator(seed)
+    optimizer, scheduler = make_optimizer(model, config)
+    best_val, best_train, best_state, since_best = -1.0, 0.0, None, 0
+    epochs = 0
+    while epochs < config.max_epochs:
+        epochs += 1
+        order = torch.randperm(len(images), generator=rng).to(images.device)
+        train_acc = train_epoch(
+            model,
+            optimizer,
+            images,
+            labels,
+            order,
+            config.batch_size,
+            rng if config.augment else None,
+        )
+        if scheduler is not None:
+            scheduler.step()
+        recalibrate_batchnorm(model, images, config.batch_size)
+        val_acc = accuracy(model, val_images, val_labels, eval_batch_size)
+        if val_acc > best_val:
+            best_val, best_train, since_best = val_acc, train_acc, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+        if train_acc >= config.train_acc_stop or since_best >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    return TrainResult(epochs, best_train, best_val, time.perf_counter() - start)

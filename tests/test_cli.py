@@ -1,0 +1,81 @@
+"""The command line: every bad input is one line, exit code 2, and nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from archdal.cli import main
+
+BASE = ["run", "--dataset", "digits", "--arch", "resnet18", "--width", "0.125",
+        "--init-size", "20", "--acq-size", "10", "--rounds", "1", "--pool-size", "100",
+        "--max-epochs", "2", "--patience", "1", "--device", "cpu"]  # fmt: skip
+
+
+def _fails(capsys, args, pattern, out):
+    with pytest.raises(SystemExit) as exc:
+        code = main([*args, "--out", str(out)])
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert pattern in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "override,pattern",
+    [
+        (
+            ["--dataset", "imagenet"],
+            "invalid choice: 'imagenet' (choose from 'mnist', 'fashion_mnist'",
+        ),
+        (["--arch", "vgg13"], "invalid choice: 'vgg13'"),
+        (["--strategy", "typiclust"], "invalid choice: 'typiclust' (choose from 'random'"),
+        (["--acq-size", "0"], "acq-size must be positive, got 0"),
+        (["--init-size", "-5"], "init-size must be positive, got -5"),
+        (["--width", "0"], "width must be positive, got 0.0"),
+        (["--rounds", "-1"], "rounds must be zero or positive, got -1"),
+        (["--val-fraction", "1.5"], "val-fraction must be in (0, 1), got 1.5"),
+        (
+            ["--rounds", "20", "--acq-size", "100"],
+            "rounds × acq-size = 20 × 100 = 2000 exceeds the unlabelled pool of 100 images",
+        ),
+        (["--init-size", "2000"], "init-size 2000 needs 200 images of class"),
+        (["--pool-size", "abc"], "argument --pool-size: invalid int value: 'abc'"),
+    ],
+)
+def test_bad_values(capsys, tmp_path, override, pattern):
+    out = tmp_path / "run"
+    _fails(capsys, [*BASE, *override], pattern, out)
+    assert not out.exists()
+
+
+def test_missing_dataset_files(capsys, tmp_path):
+    out = tmp_path / "run"
+    args = [*BASE, "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere")]
+    _fails(capsys, args, "MNIST file missing: " + str(tmp_path / "nowhere"), out)
+    assert not out.exists()
+
+
+def test_out_with_another_config(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main([*BASE, "--out", str(out), "--quiet"]) == 0
+    saved = (out / "rounds.jsonl").read_text()
+    _fails(capsys, [*BASE, "--strategy", "margin"], "holds a run with a different config", out)
+    assert (out / "rounds.jsonl").read_text() == saved
+    assert json.loads((out / "config.json").read_text())["strategy"] == "random"
+
+
+def test_progress_and_help(capsys, tmp_path):
+    assert main([*BASE, "--out", str(tmp_path / "r")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("round 0/1  labeled 20  test ") and "select" in lines[0]
+    assert lines[-1].startswith("final test accuracy")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for choice in ("badge", "coreset", "bald", "vgg19", "resnet50", "fashion_mnist", "svhn"):
+        assert choice in text
