@@ -50,6 +50,11 @@ def bald_scores(mc_mean_probs: torch.Tensor, mc_mean_entropy: torch.Tensor) -> t
     return entropy(mc_mean_probs) - mc_mean_entropy
 
 
+def row_sq_norms(x: torch.Tensor) -> torch.Tensor:
+    """‖x_i‖² per row, without the N×D temporary that `(x * x).sum(1)` allocates."""
+    return torch.linalg.vector_norm(x, dim=1).square()
+
+
 def top_n(scores: torch.Tensor, n: int) -> torch.Tensor:
     """Positions of the n highest scores; ties keep the lower position (stable order)."""
     return torch.sort(scores, descending=True, stable=True).indices[:n]
@@ -123,7 +128,7 @@ def gumbel_noise(n: int, rng: torch.Generator, device: torch.device) -> torch.Te
 
 def euclidean_pairwise(points: torch.Tensor) -> PairwiseSq:
     """‖x_i − x_j‖² = ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, for a block of rows against a few points."""
-    sq_norms = (points * points).sum(dim=1)
+    sq_norms = row_sq_norms(points)
 
     def pairwise(rows: slice, centres: torch.Tensor) -> torch.Tensor:
         cross = points[rows] @ points[centres].T
@@ -135,10 +140,10 @@ def euclidean_pairwise(points: torch.Tensor) -> PairwiseSq:
 def min_sq_distance_to(points: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     """Each point's squared distance to its nearest row of `others`, in bounded blocks."""
     best = torch.full((len(points),), torch.inf, device=points.device, dtype=points.dtype)
-    other_sq = (others * others).sum(dim=1)
+    other_sq = row_sq_norms(others)
     for r in range(0, len(points), CHUNK_ROWS):
         block = points[r : r + CHUNK_ROWS]
-        block_sq = (block * block).sum(dim=1)
+        block_sq = row_sq_norms(block)
         for o in range(0, len(others), CHUNK_ROWS):
             d = block_sq[:, None] + other_sq[None, o : o + CHUNK_ROWS]
             d -= 2 * block @ others[o : o + CHUNK_ROWS].T
@@ -158,7 +163,7 @@ def gradient_embedding_factors(
 
 def gradient_pairwise(a: torch.Tensor, h: torch.Tensor) -> PairwiseSq:
     """‖g_i − g_j‖² = ‖a_i‖²‖h_i‖² + ‖a_j‖²‖h_j‖² − 2(a_i·a_j)(h_i·h_j)."""
-    sq_norms = (a * a).sum(dim=1) * (h * h).sum(dim=1)
+    sq_norms = row_sq_norms(a) * row_sq_norms(h)
 
     def pairwise(rows: slice, centres: torch.Tensor) -> torch.Tensor:
         cross = (a[rows] @ a[centres].T) * (h[rows] @ h[centres].T)
@@ -202,7 +207,7 @@ def select_badge(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
     """k-means++ seeding on gradient embeddings (Ash et al. 2020), first centre the
     largest gradient norm, as in the reference implementation."""
     a, h = gradient_embedding_factors(view.probs, view.embeddings)
-    norms = (a * a).sum(dim=1) * (h * h).sum(dim=1)
+    norms = row_sq_norms(a) * row_sq_norms(h)
     return greedy_centres(
         gradient_pairwise(a, h),
         len(a),
