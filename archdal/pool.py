@@ -57,30 +57,23 @@ def compute_view(
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"unknown pool-view needs {sorted(unknown)}; allowed: {NEEDS}")
-    n = len(pool_images)
-    out: dict[str, list[torch.Tensor]] = {key: [] for key in needs if key != LABELED_EMBEDDINGS}
-    want_mc = MC in needs
-    if want_mc:
-        out = {k: v for k, v in out.items() if k != MC} | {"mc_p": [], "mc_h": []}
-    if out:
-        for start in range(0, n, batch_size):
+    probs, embeddings, mc_probs, mc_entropy = [], [], [], []
+    if needs & {PROBS, EMBEDDINGS, MC}:
+        for start in range(0, len(pool_images), batch_size):
             model.eval()
             trunk = model.trunk(pool_images[start : start + batch_size])
             embedding = model.neck(trunk)
             if PROBS in needs:
-                out[PROBS].append(model.classifier(embedding).softmax(dim=1))
+                probs.append(model.classifier(embedding).softmax(dim=1))
             if EMBEDDINGS in needs:
-                out[EMBEDDINGS].append(embedding)
-            if want_mc:
+                embeddings.append(embedding)
+            if MC in needs:
                 _sample_neck(model)
-                mean_p = torch.zeros(len(trunk), model.classifier.out_features, device=trunk.device)
-                mean_h = torch.zeros(len(trunk), device=trunk.device)
-                for _ in range(mc_samples):
-                    p = model.classifier(model.neck(trunk)).softmax(dim=1)
-                    mean_p += p
-                    mean_h += entropy(p)
-                out["mc_p"].append(mean_p / mc_samples)
-                out["mc_h"].append(mean_h / mc_samples)
+                samples = torch.stack(
+                    [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(mc_samples)]
+                )  # T×batch×C: bounded by the batch, never T×N×C
+                mc_probs.append(samples.mean(dim=0))
+                mc_entropy.append(entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0))
         model.eval()
     labeled = None
     if LABELED_EMBEDDINGS in needs:
@@ -93,14 +86,14 @@ def compute_view(
             ]
         )
 
-    def joined(key: str) -> torch.Tensor | None:
-        return torch.cat(out[key]) if key in out else None
+    def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
+        return torch.cat(parts) if parts else None
 
     return PoolView(
-        size=n,
-        probs=joined(PROBS),
-        embeddings=joined(EMBEDDINGS),
+        size=len(pool_images),
+        probs=joined(probs),
+        embeddings=joined(embeddings),
         labeled_embeddings=labeled,
-        mc_mean_probs=joined("mc_p"),
-        mc_mean_entropy=joined("mc_h"),
+        mc_mean_probs=joined(mc_probs),
+        mc_mean_entropy=joined(mc_entropy),
     )
