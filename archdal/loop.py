@@ -109,7 +109,7 @@ class Trajectory:
         with global_torch_seed(init_seed):
             model = self.new_model()
             if self.pretrained is not None:
-                model.load_state_dict(self.pretrained, strict=False)
+                model.load_state_dict(self.pretrained | model.classifier_state())
             result = train_model(
                 model, d.train_x[labeled], d.train_y[labeled], d.train_x[val], d.train_y[val],
                 c, derive_seed(init_seed, "batches"), batch,

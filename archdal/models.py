@@ -59,6 +59,10 @@ class ALNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.neck(self.trunk(images)))
 
+    def classifier_state(self) -> dict[str, torch.Tensor]:
+        """The output layer's entries of `state_dict()`, to complete a backbone state."""
+        return {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
+
     def replace_classifier(self, num_classes: int) -> None:
         """A fresh output layer (e.g. task head after cluster-label pretraining)."""
         device = self.classifier.weight.device
