@@ -12,7 +12,16 @@ import time
 import pytest
 import torch
 
-from archdal import ConfigError, DataError, PretrainConfig, Runtime, Trajectory, run, strip_timing
+from archdal import (
+    ConfigError,
+    DataError,
+    PretrainConfig,
+    Runtime,
+    Trajectory,
+    make_synthetic,
+    run,
+    strip_timing,
+)
 from archdal.pretrain import cluster_labels
 from archdal.strategies import REGISTRY
 
@@ -164,3 +173,33 @@ def test_cluster_labels_find_separated_groups():
     labels = cluster_labels(x, 3, seed=0)
     groups = [set(labels[i * 30 : (i + 1) * 30].tolist()) for i in range(3)]
     assert all(len(g) == 1 for g in groups) and len(set.union(*groups)) == 3
+
+
+def test_three_channel_32px_trajectory_with_augmentation(monkeypatch):
+    """The CIFAR-10/SVHN shape (not downloadable here) through the whole loop."""
+    import archdal.train
+
+    calls = []
+    real_augment = archdal.train.augment_batch
+
+    def counting_augment(images, rng, pad=4):
+        calls.append(images.shape)
+        return real_augment(images, rng, pad)
+
+    monkeypatch.setattr(archdal.train, "augment_batch", counting_augment)
+    data = make_synthetic(n_train=400, n_test=100, num_classes=4, channels=3, size=32)
+    config = tiny_config(strategy="bald", augment=True)
+    records = [Trajectory(config, CPU, data) for _ in range(2)]
+    records = [[t.run_round() for _ in range(3)] for t in records]
+    assert strip_timing(records[0]) == strip_timing(records[1])
+    assert [r["n_labeled"] for r in records[0]] == [20, 30, 40]
+    assert records[0][-1]["test_acc"] > 0.4  # 4 classes: chance is 0.25
+    assert calls and all(shape[1:] == (3, 32, 32) for shape in calls)
+
+
+def test_python_dash_m_archdal(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "archdal", "run", "--dataset", "nope", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 2 and "invalid choice: 'nope'" in result.stderr
