@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -127,32 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[RunConfig, Runtime]:
-    config = RunConfig(
-        dataset=args.dataset,
-        arch=args.arch,
-        strategy=args.strategy,
-        seed=args.seed,
-        width=args.width,
-        pretrain=args.pretrain,
-        init_size=args.init_size,
-        acq_size=args.acq_size,
-        rounds=args.rounds,
-        pool_size=args.pool_size,
-        val_fraction=args.val_fraction,
-        max_epochs=args.max_epochs,
-        patience=args.patience,
-        train_acc_stop=args.train_acc_stop,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        augment=args.augment,
-        dropout=args.dropout,
-        mc_samples=args.mc_samples,
-        pretrain_options=PretrainConfig(
-            args.pretrain_clusters, args.pretrain_epochs, args.pretrain_max_images
-        ),
+    """Every `RunConfig` field has the flag of the same name (`init_size` ↔ `--init-size`)."""
+    experiment = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(RunConfig)
+        if f.name != "pretrain_options"
+    }
+    pretrain = PretrainConfig(
+        clusters=args.pretrain_clusters,
+        epochs=args.pretrain_epochs,
+        max_images=args.pretrain_max_images,
     )
     runtime = Runtime(
         data_dir=args.data_dir,
@@ -161,7 +146,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[RunConfig, Runtime]:
         eval_batch_size=args.eval_batch_size,
         quiet=args.quiet,
     )
-    return config.validate(), runtime.validate()
+    return RunConfig(**experiment, pretrain_options=pretrain).validate(), runtime.validate()
 
 
 def main(argv: list[str] | None = None) -> int:

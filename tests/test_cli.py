@@ -79,3 +79,23 @@ def test_progress_and_help(capsys, tmp_path):
     text = capsys.readouterr().out
     for choice in ("badge", "coreset", "bald", "vgg19", "resnet50", "fashion_mnist", "svhn"):
         assert choice in text
+
+
+def test_every_flag_reaches_its_config_field(tmp_path):
+    from archdal import PretrainConfig, RunConfig
+    from archdal.cli import build_parser, configs_from_args
+
+    want = RunConfig(
+        dataset="svhn", arch="vgg19", strategy="bald", seed=3, width=0.5, pretrain="unsupervised",
+        init_size=50, acq_size=25, rounds=4, pool_size=999, val_fraction=0.2, max_epochs=7,
+        patience=3, train_acc_stop=0.9, optimizer="adam", lr=0.2, momentum=0.5,
+        weight_decay=0.01, batch_size=16, augment=True, dropout=0.25, mc_samples=5,
+        pretrain_options=PretrainConfig(clusters=7, epochs=2, max_images=100),
+    )  # fmt: skip
+    argv = ["run", "--out", str(tmp_path), "--augment", "--device", "cpu", "--quiet"]
+    for key, value in want.to_dict().items():
+        if key not in ("augment", "pretrain_options"):
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    argv += ["--pretrain-clusters", "7", "--pretrain-epochs", "2", "--pretrain-max-images", "100"]
+    config, runtime = configs_from_args(build_parser().parse_args(argv))
+    assert config == want and runtime.device == "cpu" and runtime.quiet
