@@ -128,17 +128,17 @@ def _load_torchvision(name: str, root: Path, download: bool) -> ImageData:
         if name == "cifar10":
             train = datasets.CIFAR10(root=str(root), train=True, download=download)
             test = datasets.CIFAR10(root=str(root), train=False, download=download)
-            to_x = lambda d: torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-            to_y = lambda d: torch.tensor(d.targets, dtype=torch.long)  # noqa: E731
+            images = [torch.from_numpy(d.data).permute(0, 3, 1, 2) for d in (train, test)]
+            labels = [torch.tensor(d.targets, dtype=torch.long) for d in (train, test)]
         else:
             train = datasets.SVHN(root=str(root), split="train", download=download)
             test = datasets.SVHN(root=str(root), split="test", download=download)
-            to_x = lambda d: torch.from_numpy(d.data).contiguous()  # noqa: E731
-            to_y = lambda d: torch.from_numpy(d.labels.astype(np.int64))  # noqa: E731
+            images = [torch.from_numpy(d.data) for d in (train, test)]
+            labels = [torch.from_numpy(d.labels.astype(np.int64)) for d in (train, test)]
     except RuntimeError as err:
         where = root / "cifar-10-batches-py" if name == "cifar10" else root / "train_32x32.mat"
         raise DataError(f"{name} not found or corrupt at {where} ({err}); {_HOW_TO_GET}") from err
-    return ImageData(name, to_x(train), to_y(train), to_x(test), to_y(test), 10)
+    return ImageData(name, images[0].contiguous(), labels[0], images[1].contiguous(), labels[1], 10)
 
 
 def load_digits_images(size: int = 28) -> ImageData:

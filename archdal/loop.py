@@ -105,13 +105,14 @@ class Trajectory:
             record["pretrain_seconds"] = self._pretrain()
         init_seed, mc_seed = draw_seed(self.rng), draw_seed(self.rng)
         labeled = self.labeled.to(self.device)
+        labeled_x = d.train_x[labeled]
         val = self.split.val.to(self.device)
         with global_torch_seed(init_seed):
             model = self.new_model()
             if self.pretrained is not None:
                 model.load_state_dict(self.pretrained | model.classifier_state())
             result = train_model(
-                model, d.train_x[labeled], d.train_y[labeled], d.train_x[val], d.train_y[val],
+                model, labeled_x, d.train_y[labeled], d.train_x[val], d.train_y[val],
                 c, derive_seed(init_seed, "batches"), batch,
             )  # fmt: skip
         record |= {
@@ -129,7 +130,7 @@ class Trajectory:
             with global_torch_seed(mc_seed):
                 view = compute_view(
                     model, d.train_x[unlabeled.to(self.device)], needs, batch, c.mc_samples,
-                    d.train_x[labeled] if LABELED_EMBEDDINGS in needs else None,
+                    labeled_x if LABELED_EMBEDDINGS in needs else None,
                 )  # fmt: skip
             picks = self.strategy.select(view, c.acq_size, self.rng).cpu()
             acquired = unlabeled[picks]

@@ -31,6 +31,18 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp_min(1e-30).log()).sum(dim=1)
 
 
+@torch.no_grad()
+def embed_images(model: ALNet, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Penultimate embeddings (eval mode, dropout off) of uint8 images, in batches."""
+    model.eval()
+    return torch.cat(
+        [
+            model.neck(model.trunk(images[s : s + batch_size]))
+            for s in range(0, len(images), batch_size)
+        ]
+    )
+
+
 def _sample_neck(model: ALNet) -> None:
     """Dropout on, everything else (BatchNorm included) stays in eval mode."""
     model.eval()
@@ -79,12 +91,7 @@ def compute_view(
     if LABELED_EMBEDDINGS in needs:
         if labeled_images is None:
             raise ValueError("labeled_embeddings requested without labeled_images")
-        labeled = torch.cat(
-            [
-                model.neck(model.trunk(labeled_images[s : s + batch_size]))
-                for s in range(0, len(labeled_images), batch_size)
-            ]
-        )
+        labeled = embed_images(model, labeled_images, batch_size)
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
         return torch.cat(parts) if parts else None

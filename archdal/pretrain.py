@@ -14,21 +14,12 @@ from sklearn.decomposition import PCA
 
 from archdal.config import RunConfig
 from archdal.models import ALNet
+from archdal.pool import embed_images
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
 from archdal.train import make_optimizer, train_epoch
 
 PCA_DIMS = 64
 PRETRAIN_LR = 0.01
-
-
-@torch.no_grad()
-def _embed(model: ALNet, images: torch.Tensor, batch_size: int) -> np.ndarray:
-    model.eval()
-    feats = [
-        model.neck(model.trunk(images[s : s + batch_size])).cpu()
-        for s in range(0, len(images), batch_size)
-    ]
-    return torch.cat(feats).double().numpy()
 
 
 def cluster_labels(features: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -64,7 +55,8 @@ def pretrain_backbone(
     with global_torch_seed(draw_seed(rng)):
         model = make_model()
         for _ in range(options.epochs):
-            labels = cluster_labels(_embed(model, images, eval_batch_size), k, draw_seed(rng))
+            features = embed_images(model, images, eval_batch_size).cpu().double().numpy()
+            labels = cluster_labels(features, k, draw_seed(rng))
             counts = np.bincount(labels, minlength=k)
             weights = torch.from_numpy(1.0 / counts[labels])
             order = torch.multinomial(weights, len(images), replacement=True, generator=rng)
