@@ -1,0 +1,77 @@
+"""Read Ray Tune experiment directories into one tidy table: a row per trial × round.
+
+Reads the files Tune writes into every trial folder (`params.json`: the trial's config,
+`result.json`: one JSON line per report), so it works on a finished experiment, on one
+still running, and without Ray. A round reported twice (a trial replayed after its driver
+was restored from an older snapshot) appears once: the last report wins.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from archdal.config import RunConfig
+from archdal.errors import DataError
+from archdal.grid import FACTORS
+
+FACTOR_COLUMNS = tuple(FACTORS.values())
+
+
+def trial_dirs(experiment: Path) -> list[Path]:
+    return sorted(p.parent for p in experiment.glob("*/params.json"))
+
+
+def _read_results(path: Path) -> list[dict]:
+    """`result.json` lines; a last line cut short by a crash is skipped."""
+    rows = []
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def load_rounds(experiments: Path | str | Iterable[Path | str]) -> pd.DataFrame:
+    """One row per (experiment, trial, round) with the trial's factors and settings as columns."""
+    paths = (
+        [Path(experiments)]
+        if isinstance(experiments, (str, Path))
+        else list(map(Path, experiments))
+    )
+    frames = []
+    for experiment in paths:
+        if not experiment.is_dir():
+            raise DataError(f"experiment directory {experiment} does not exist")
+        trials = trial_dirs(experiment)
+        if not trials:
+            raise DataError(
+                f"{experiment} holds no Ray Tune trials (no */params.json); pass the folder "
+                "sweeps/focus1.py printed"
+            )
+        for trial in trials:
+            params = json.loads((trial / "params.json").read_text())
+            config = RunConfig.from_dict(params["run"]).to_dict()
+            config.pop("pretrain_options")
+            rows = _read_results(trial / "result.json")
+            if not rows:
+                continue
+            frame = pd.DataFrame(rows).drop(columns="config", errors="ignore")
+            for key, value in config.items():
+                frame[key] = value
+            frame["experiment"] = experiment.name
+            frame["trial"] = trial.name
+            frames.append(frame)
+    if not frames:
+        raise DataError(f"no trial in {', '.join(map(str, paths))} has reported a round yet")
+    table = pd.concat(frames, ignore_index=True)
+    table = table.drop_duplicates(["experiment", "trial", "round"], keep="last")
+    leading = ["experiment", "trial", *FACTOR_COLUMNS, "round", "n_labeled", "test_acc"]
+    ordered = leading + [c for c in table.columns if c not in leading]
+    return table[ordered].sort_values(["experiment", "trial", "round"]).reset_index(drop=True)

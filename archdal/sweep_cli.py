@@ -1,0 +1,278 @@
+"""Command lines of `sweeps/focus1.py` and `sweeps/tune_hparams.py`.
+
+Both check everything they can (factor values, sizes against the real splits, storage,
+the Ray address, an experiment to resume) before the first trial starts, and report a
+problem as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from archdal.cli import EXIT_USAGE, _Parser
+from archdal.config import RunConfig, Runtime
+from archdal.data import default_data_dir
+from archdal.errors import ArchdalError, ConfigError
+from archdal.grid import (
+    FACTORS,
+    PRESETS,
+    check_budgets,
+    expand,
+    hparams_key,
+    load_hparams,
+    parse_bool,
+    parse_setting,
+    save_hparams,
+    trial_name,
+)
+
+_FACTOR_TYPES = {"seeds": int, "init_sizes": int, "acq_sizes": int}
+
+
+def _typed(name: str, values: list[str]) -> tuple[Any, ...]:
+    convert = parse_bool if name == "augment" else _FACTOR_TYPES.get(name, str)
+    try:
+        return tuple(convert(v) for v in values)
+    except ValueError as err:
+        raise ConfigError(f"--{name.replace('_', '-')}: {err}") from err
+
+
+def _add_grid_arguments(p: argparse.ArgumentParser, default_preset: str) -> None:
+    g = p.add_argument_group("grid")
+    g.add_argument(
+        "--preset",
+        default=default_preset,
+        choices=sorted(PRESETS),
+        help="; ".join(f"{n}: {PRESETS[n].description}" for n in sorted(PRESETS)),
+    )
+    for name in FACTORS:
+        g.add_argument(
+            f"--{name.replace('_', '-')}",
+            nargs="+",
+            metavar="V",
+            help=f"replace the preset's {FACTORS[name]} values",
+        )
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a RunConfig field for every trial (e.g. width=0.25, max_epochs=50)",
+    )
+
+
+def _add_placement_arguments(p: argparse.ArgumentParser, name_hint: str) -> None:
+    r = p.add_argument_group("ray")
+    r.add_argument("--address", help="'auto', HOST:PORT or ray://HOST:PORT; none: a local Ray")
+    r.add_argument("--num-cpus", type=float, help="CPUs of the local Ray (default: all)")
+    r.add_argument("--num-gpus", type=float, help="GPUs the local Ray declares (default: found)")
+    r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and threads) a trial")
+    r.add_argument(
+        "--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU: 0.25 = 4 per GPU"
+    )
+    r.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources)")
+    r.add_argument(
+        "--storage",
+        type=Path,
+        default=None,
+        help="results root, absolute or shared by all nodes (default: $ARCHDAL_RESULTS, "
+        "else ~/archdal_results)",
+    )
+    r.add_argument("--name", help=f"experiment name (default: {name_hint})")
+    d = p.add_argument_group("data")
+    d.add_argument("--data-dir", type=Path, help="default: $ARCHDAL_DATA, then the cache")
+    d.add_argument("--download", action="store_true", help="fetch missing datasets")
+    d.add_argument("--eval-batch-size", type=int, default=Runtime().eval_batch_size)
+
+
+def _grid(args: argparse.Namespace, hparams: dict[str, Any] | None = None) -> list[RunConfig]:
+    factors = {
+        name: _typed(name, getattr(args, name))
+        for name in FACTORS
+        if getattr(args, name) is not None
+    }
+    settings = dict(parse_setting(text) for text in args.set)
+    return expand(PRESETS[args.preset], factors, settings, hparams)
+
+
+def _runtime(args: argparse.Namespace) -> Runtime:
+    data_dir = (args.data_dir or default_data_dir()).expanduser().absolute()
+    return Runtime(
+        data_dir=data_dir, download=args.download, eval_batch_size=args.eval_batch_size
+    ).validate()
+
+
+def _sweep(args: argparse.Namespace, name: str, runtime: Runtime, **extra: Any):
+    from archdal.tune import Sweep, check_storage, default_storage
+
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
+    return Sweep(
+        storage=check_storage(args.storage or default_storage()),
+        name=name,
+        runtime=runtime,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        **extra,
+    )
+
+
+def _connect(args: argparse.Namespace) -> None:
+    from archdal.tune import check_resources, connect
+
+    connect(args.address, args.num_cpus, args.num_gpus)
+    check_resources(args.cpus_per_trial, args.gpus_per_trial, local=args.address is None)
+
+
+def print_grid(configs: list[RunConfig], preset: str) -> None:
+    print(f"preset {preset}: {len(configs)} trials")
+    for name, field in FACTORS.items():
+        values = sorted({getattr(c, field) for c in configs}, key=str)
+        print(f"  {name:<11} {', '.join(map(str, values))}")
+    first = configs[0].to_dict()
+    shared = {
+        k: v
+        for k, v in first.items()
+        if k not in FACTORS.values() and all(c.to_dict()[k] == v for c in configs)
+    }
+    print("  shared      " + ", ".join(f"{k}={v}" for k, v in sorted(shared.items())))
+    for config in configs:
+        print(f"    {trial_name(config)}")
+    print(f"{len(configs)} trials")
+
+
+def build_focus1_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="sweeps/focus1.py",
+        description="Focus 1 as a Ray Tune sweep: one trial per active-learning trajectory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_grid_arguments(p, "smoke")
+    p.add_argument("--hparams", type=Path, help="tuned lr/weight decay/batch size per dataset×arch")
+    _add_placement_arguments(p, "focus1-PRESET")
+    p.add_argument("--max-failures", type=int, default=3, help="retries of a failed trial")
+    p.add_argument("--resume", action="store_true", help="finish the interrupted experiment")
+    p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
+    return p
+
+
+def focus1_main(argv: list[str] | None = None) -> int:
+    args = build_focus1_parser().parse_args(argv)
+    try:
+        hparams = load_hparams(args.hparams) if args.hparams else None
+        configs = _grid(args, hparams)
+        if args.dry_run:
+            print_grid(configs, args.preset)
+            return 0
+        from archdal.tune import check_new_or_resumable, run_trajectories, summarize
+
+        runtime = _runtime(args)
+        if args.max_failures < 0:
+            raise ConfigError(f"--max-failures must be zero or positive, got {args.max_failures}")
+        sweep = _sweep(
+            args, args.name or f"focus1-{args.preset}", runtime, max_failures=args.max_failures
+        )
+        check_new_or_resumable(sweep, configs, args.resume)
+        check_budgets(configs, runtime)
+        _connect(args)
+    except ArchdalError as err:
+        sys.stderr.write(f"focus1: error: {err}\n")
+        return EXIT_USAGE
+    if not args.resume:
+        from archdal.tune import write_sweep_file
+
+        write_sweep_file(sweep, configs, {"preset": args.preset, "argv": sys.argv[1:]})
+    print(f"focus1: {len(configs)} trials -> {sweep.path}", flush=True)
+    results = run_trajectories(sweep, configs, resume=args.resume)
+    total, failed = summarize(results)
+    print(f"focus1: {total - len(failed)}/{total} trials finished; results in {sweep.path}")
+    print(f"        tensorboard --logdir {sweep.path}")
+    for line in failed:
+        print(f"focus1: failed: {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_hparams_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="sweeps/tune_hparams.py",
+        description="Tune lr, weight decay and batch size per dataset × architecture with "
+        "Optuna on the initial labelled pool (objective: validation accuracy).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_grid_arguments(p, "smoke")
+    s = p.add_argument_group("search")
+    s.add_argument("--num-samples", type=int, default=20, help="Optuna trials per dataset×arch")
+    s.add_argument("--search-seed", type=int, default=0, help="seeds Optuna's sampler")
+    s.add_argument("--lr-range", type=float, nargs=2, default=(1e-3, 0.3), metavar=("LO", "HI"))
+    s.add_argument(
+        "--weight-decay-range", type=float, nargs=2, default=(1e-7, 1e-3), metavar=("LO", "HI")
+    )
+    s.add_argument("--batch-sizes", type=int, nargs="+", default=(16, 32, 64, 128))
+    _add_placement_arguments(p, "hparams-PRESET")
+    p.add_argument("--out", type=Path, help="hyperparameter file (default: STORAGE/NAME.json)")
+    return p
+
+
+def _search_space(args: argparse.Namespace) -> dict[str, Any]:
+    from ray import tune
+
+    for flag, (lo, hi) in (("lr", args.lr_range), ("weight-decay", args.weight_decay_range)):
+        if not 0 < lo < hi:
+            raise ConfigError(f"--{flag}-range needs 0 < LO < HI, got {lo} {hi}")
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if any(b < 1 for b in args.batch_sizes):
+        raise ConfigError(f"--batch-sizes must be positive, got {list(args.batch_sizes)}")
+    return {
+        "lr": tune.loguniform(*args.lr_range),
+        "weight_decay": tune.loguniform(*args.weight_decay_range),
+        "batch_size": tune.choice(sorted(set(args.batch_sizes))),
+    }
+
+
+def tune_hparams_main(argv: list[str] | None = None) -> int:
+    args = build_hparams_parser().parse_args(argv)
+    try:
+        configs = _grid(args)
+        space = _search_space(args)
+        runtime = _runtime(args)
+        sweep = _sweep(args, args.name or f"hparams-{args.preset}", runtime)
+        # One base per dataset × arch: the grid's first trial of that pair (its seed's
+        # split and initial size); the strategy does not matter on the initial pool.
+        bases: dict[str, RunConfig] = {}
+        for config in configs:
+            bases.setdefault(hparams_key(config.dataset, config.arch), config)
+        check_budgets(list(bases.values()), runtime)
+        out = (args.out or sweep.storage / f"{sweep.name}.json").expanduser().absolute()
+        best = load_hparams(out) if out.exists() else {}  # tuning more pairs adds to a file
+        _connect(args)
+    except ArchdalError as err:
+        sys.stderr.write(f"tune_hparams: error: {err}\n")
+        return EXIT_USAGE
+    from archdal.tune import tune_hparams
+
+    search = {
+        "lr_range": list(args.lr_range),
+        "weight_decay_range": list(args.weight_decay_range),
+        "batch_sizes": sorted(set(args.batch_sizes)),
+        "num_samples": args.num_samples,
+        "search_seed": args.search_seed,
+        "objective": "val_acc after training on the initial labelled pool",
+    }
+    for key, base in bases.items():
+        pair = dataclasses.replace(sweep, name=f"{sweep.name}-{key.replace('/', '-')}")
+        best[key] = tune_hparams(pair, base, args.num_samples, args.search_seed, space)
+        save_hparams(out, best, search)
+        print(
+            f"tune_hparams: {key}: lr {best[key]['lr']:.4g}, weight decay "
+            f"{best[key]['weight_decay']:.3g}, batch size {best[key]['batch_size']} "
+            f"(val {100 * best[key]['val_acc']:.2f}%)",
+            flush=True,
+        )
+    print(f"tune_hparams: wrote {out}; use it with sweeps/focus1.py --hparams {out}")
+    return 0

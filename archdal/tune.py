@@ -1,0 +1,335 @@
+"""The Ray Tune layer: one trial per trajectory, a report and a checkpoint per round.
+
+Everything a trajectory computes lives in `archdal.loop`; this module only places it on
+the resources Ray assigned, reports each round (`n_labeled` as `timesteps_total`, so
+TensorBoard's x-axis is the number of labels) with that round's state as the checkpoint,
+and resumes from `tune.get_checkpoint()` after a failure or a restored experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from archdal.config import RunConfig, Runtime
+from archdal.errors import ConfigError, DataError
+from archdal.grid import TUNED_FIELDS, hparams_key, trial_name
+from archdal.loop import Trajectory
+
+CHECKPOINT_NAME = "trajectory.pt"
+SWEEP_FILE = "archdal_sweep.json"
+SWEEP_FORMAT = "archdal-sweep/1"
+
+
+def digest(indices: torch.Tensor) -> str:
+    """A short fingerprint of an index list, to compare selections across trials and runs."""
+    data = indices.to(torch.int64).cpu().numpy().tobytes()
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def trial_resources() -> tuple[str, int]:
+    """The device and thread count Ray gave this trial: CUDA only with a GPU assigned and
+    visible to torch (a zero-GPU trial never grabs one), else CPU."""
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    return device, max(1, math.floor(cpus))
+
+
+def _save_checkpoint_and_report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="archdal-ckpt-") as tmp:
+        torch.save(state, Path(tmp) / CHECKPOINT_NAME)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _restore(trajectory: Trajectory) -> None:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    trajectory.load_state_dict(state)
+
+
+def _prepare(config: dict[str, Any], runtime: Runtime | None) -> tuple[Trajectory, str]:
+    run_config = RunConfig.from_dict(config["run"])
+    device, threads = trial_resources()
+    torch.set_num_threads(threads)
+    runtime = dataclasses.replace(runtime or Runtime(), device=device, quiet=True)
+    return Trajectory(run_config, runtime), device
+
+
+def trajectory_trainable(config: dict[str, Any], runtime: Runtime | None = None) -> None:
+    """Function trainable: `config["run"]` is a `RunConfig` dict; runs it to the end."""
+    trajectory, device = _prepare(config, runtime)
+    _restore(trajectory)
+    split_digest = digest(trajectory.split.initial)
+    while not trajectory.done:
+        round_start = time.time()
+        record = dict(trajectory.run_round())
+        acquired = torch.tensor(record.pop("acquired"), dtype=torch.long)
+        metrics = record | {
+            "timesteps_total": record["n_labeled"],
+            "pretrain_seconds": record.get("pretrain_seconds", 0.0),
+            "n_acquired": len(acquired),
+            "acquired_digest": digest(acquired),
+            "labeled_digest": digest(trajectory.labeled),
+            "split_digest": split_digest,
+            "round_start": round_start,
+            "round_end": time.time(),
+            "device": device,
+            "final": trajectory.done,
+        }
+        _save_checkpoint_and_report(metrics, trajectory.state_dict())
+
+
+def hparam_trainable(config: dict[str, Any], runtime: Runtime | None = None) -> None:
+    """One hyperparameter candidate: train once on the initial labelled pool, report the
+    validation accuracy (the objective) and, for information only, test accuracy."""
+    run = dict(config["run"]) | {k: config[k] for k in TUNED_FIELDS} | {"rounds": 0}
+    trajectory, device = _prepare({"run": run}, runtime)
+    record = trajectory.run_round()
+    tune.report(
+        {k: record[k] for k in ("val_acc", "test_acc", "train_acc", "epochs", "train_seconds")}
+        | {"device": device}
+    )
+
+
+# ---------------------------------------------------------------------------- the driver
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a host:port (or ray://host:port) nobody answers on; `auto` is Ray's job."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not 'auto', HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConfigError(f"cannot reach a Ray cluster at --address {address!r} ({err})") from err
+
+
+def connect(address: str | None, num_cpus: float | None = None, num_gpus: float | None = None):
+    """Start a local Ray (`address=None`, optionally with declared CPUs/GPUs) or join one."""
+    if address is None:
+        return ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
+    if num_cpus is not None or num_gpus is not None:
+        raise ConfigError("--num-cpus/--num-gpus size a local Ray; a cluster has its own")
+    if address != "auto":
+        _reachable(address)
+    try:
+        return ray.init(address=address)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"cannot reach a Ray cluster at --address {address!r} ({first_line}); start one "
+            "with `ray start --head` or `ray up cluster.yaml`, or drop --address for a local Ray"
+        ) from err
+
+
+def check_resources(cpus_per_trial: float, gpus_per_trial: float, local: bool) -> None:
+    """A trial larger than the local Ray would wait forever; say so before starting."""
+    if cpus_per_trial <= 0 or gpus_per_trial < 0:
+        raise ConfigError(
+            f"--cpus-per-trial must be positive and --gpus-per-trial zero or positive, got "
+            f"{cpus_per_trial} and {gpus_per_trial}"
+        )
+    if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
+        raise ConfigError(f"--gpus-per-trial above 1 must be whole, got {gpus_per_trial}")
+    if not local:
+        return  # an autoscaling cluster may add what it does not have yet
+    have = ray.cluster_resources()
+    for name, need in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
+        if need > have.get(name, 0):
+            raise ConfigError(
+                f"each trial asks for {need} {name} but the local Ray has {have.get(name, 0)}; "
+                f"lower --{name.lower()}s-per-trial or pass --num-{name.lower()}s"
+            )
+
+
+def check_storage(storage: Path) -> Path:
+    """Absolute, existing or creatable, writable: checked before any trial starts."""
+    storage = storage.expanduser().absolute()
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=storage, prefix=".archdal-write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--storage {storage} is not writable ({err})") from err
+    return storage
+
+
+def _trial_dirname(trial) -> str:
+    """Readable trial folders and names: the factors, then Tune's unique id."""
+    return f"{trial_name(RunConfig.from_dict(trial.config['run']))}_{trial.trial_id}"
+
+
+def _resources(trainable: Callable, runtime: Runtime, cpus: float, gpus: float):
+    return tune.with_resources(
+        tune.with_parameters(trainable, runtime=runtime), {"cpu": cpus, "gpu": gpus}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """Where an experiment lives and how its trials are placed and retried."""
+
+    storage: Path
+    name: str
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    max_failures: int = 3
+    verbose: int = 1
+
+    @property
+    def path(self) -> Path:
+        return self.storage / self.name
+
+
+def _run_config(sweep: Sweep) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=sweep.name,
+        storage_path=str(sweep.storage),
+        failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=sweep.verbose,
+    )
+
+
+def write_sweep_file(sweep: Sweep, configs: list[RunConfig], extra: dict[str, Any]) -> None:
+    sweep.path.mkdir(parents=True, exist_ok=True)
+    document = {
+        "format": SWEEP_FORMAT,
+        "name": sweep.name,
+        "trials": [c.to_dict() for c in configs],
+    } | extra
+    tmp = sweep.path / f".{SWEEP_FILE}.tmp"
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    tmp.replace(sweep.path / SWEEP_FILE)
+
+
+def read_sweep_file(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads((path / SWEEP_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path / SWEEP_FILE} is unreadable ({err})") from err
+    if document.get("format") != SWEEP_FORMAT:
+        raise DataError(f"{path / SWEEP_FILE} is not an archdal sweep file")
+    return document
+
+
+def check_new_or_resumable(sweep: Sweep, configs: list[RunConfig], resume: bool) -> None:
+    """`--resume` needs a restorable experiment with the same grid; a fresh start needs none."""
+    exists = (sweep.path / SWEEP_FILE).exists() or tune.Tuner.can_restore(str(sweep.path))
+    if not resume:
+        if exists:
+            raise ConfigError(
+                f"an experiment already exists at {sweep.path}; pass --resume to finish it "
+                "or --name to start another"
+            )
+        return
+    if not tune.Tuner.can_restore(str(sweep.path)):
+        raise ConfigError(
+            f"--resume: no experiment to resume at {sweep.path} (check --storage and --name)"
+        )
+    if (sweep.path / SWEEP_FILE).exists():
+        saved = read_sweep_file(sweep.path)["trials"]
+        if sorted(map(json.dumps, saved)) != sorted(json.dumps(c.to_dict()) for c in configs):
+            raise ConfigError(
+                f"--resume: the experiment at {sweep.path} was started with a different grid "
+                f"({len(saved)} trials there, {len(configs)} asked for now); repeat its original "
+                "options or choose another --name"
+            )
+
+
+def run_trajectories(
+    sweep: Sweep, configs: list[RunConfig], resume: bool = False
+) -> tune.ResultGrid:
+    """Fit (or restore and finish) one trial per config. Ray must already be connected."""
+    trainable = _resources(
+        trajectory_trainable, sweep.runtime, sweep.cpus_per_trial, sweep.gpus_per_trial
+    )
+    if resume:
+        tuner = tune.Tuner.restore(
+            str(sweep.path), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"run": tune.grid_search([c.to_dict() for c in configs])},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=sweep.max_concurrent,
+                trial_dirname_creator=_trial_dirname,
+                trial_name_creator=_trial_dirname,
+            ),
+            run_config=_run_config(sweep),
+        )
+    return tuner.fit()
+
+
+def tune_hparams(
+    sweep: Sweep,
+    base: RunConfig,
+    num_samples: int,
+    search_seed: int,
+    space: dict[str, Any],
+) -> dict[str, Any]:
+    """Optuna (TPE) over `space` for `base`'s dataset × arch, maximising validation accuracy
+    on the initial labelled pool; returns the best values with their score."""
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(metric="val_acc", mode="max", seed=search_seed)
+    if sweep.max_concurrent:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent)
+    trainable = _resources(
+        hparam_trainable, sweep.runtime, sweep.cpus_per_trial, sweep.gpus_per_trial
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"run": base.to_dict()} | space,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=num_samples),
+        run_config=_run_config(sweep),
+    )
+    results = tuner.fit()
+    finished = [r for r in results if r.error is None and "val_acc" in (r.metrics or {})]
+    if not finished:
+        raise DataError(
+            f"every hyperparameter trial for {hparams_key(base.dataset, base.arch)} failed; "
+            f"see {sweep.path}"
+        )
+    best = max(finished, key=lambda r: r.metrics["val_acc"])
+    return {k: best.config[k] for k in TUNED_FIELDS} | {
+        "val_acc": best.metrics["val_acc"],
+        "trials": len(finished),
+        "experiment": str(sweep.path),
+    }
+
+
+def summarize(results: tune.ResultGrid) -> tuple[int, list[str]]:
+    """Number of trials and one line per errored trial."""
+    failed = [
+        f"{Path(r.path).name}: {str(r.error).strip().splitlines()[-1] if r.error else ''}"
+        for r in results
+        if r.error is not None
+    ]
+    return len(results), failed
+
+
+def default_storage() -> Path:
+    return Path(os.environ.get("ARCHDAL_RESULTS", Path.home() / "archdal_results"))
