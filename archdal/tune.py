@@ -132,11 +132,17 @@ def connect(address: str | None, num_cpus: float | None = None, num_gpus: float 
         _reachable(address)
     try:
         return ray.init(address=address)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # Ray raises several types here; all mean "not connected"
+        text = str(err).strip()
+        reason = text.splitlines()[0] if text else type(err).__name__
+        hint = (
+            "set RAY_AUTH_MODE=token here as on the cluster's nodes"
+            if "Authentication" in text or "auth" in reason.lower()
+            else "start one with `ray start --head` or `ray up cluster.yaml`, or drop "
+            "--address for a local Ray"
+        )
         raise ConfigError(
-            f"cannot reach a Ray cluster at --address {address!r} ({first_line}); start one "
-            "with `ray start --head` or `ray up cluster.yaml`, or drop --address for a local Ray"
+            f"cannot reach a Ray cluster at --address {address!r} ({reason}); {hint}"
         ) from err
 
 
@@ -249,7 +255,11 @@ def check_new_or_resumable(sweep: Sweep, configs: list[RunConfig], resume: bool)
         )
     if (sweep.path / SWEEP_FILE).exists():
         saved = read_sweep_file(sweep.path)["trials"]
-        if sorted(map(json.dumps, saved)) != sorted(json.dumps(c.to_dict()) for c in configs):
+
+        def canonical(trials: list[dict[str, Any]]) -> list[str]:
+            return sorted(json.dumps(t, sort_keys=True) for t in trials)
+
+        if canonical(saved) != canonical([c.to_dict() for c in configs]):
             raise ConfigError(
                 f"--resume: the experiment at {sweep.path} was started with a different grid "
                 f"({len(saved)} trials there, {len(configs)} asked for now); repeat its original "
