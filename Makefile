@@ -1,12 +1,13 @@
 # `make test`: build .venv from the lock file, lint, run the suite.
-# `make demo`: build .venv, run a real active-learning trajectory (MNIST when the data
-# directory has it, else scikit-learn's bundled digits).
+# `make demo`: build .venv, run the Focus 1 smoke sweep on a local Ray (MNIST when the data
+# directory has it, else scikit-learn's bundled digits) into runs/focus1-demo; run again to resume.
+# `make trajectory`: one active-learning trajectory without Ray, into runs/demo-<dataset>.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export ARCHDAL_DATA ?= $(abspath ../shared/data)
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo trajectory bench clean
 
 $(BIN)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,14 +25,22 @@ test: lint
 	$(BIN)/python -m pytest -q --durations=10
 
 demo: setup
+	@if [ -d "$(ARCHDAL_DATA)/MNIST/raw" ]; then \
+		set -- --datasets mnist --set val_fraction=0.01 --data-dir "$(ARCHDAL_DATA)"; fi; \
+	if [ -f runs/focus1-demo/archdal_sweep.json ]; then set -- "$$@" --resume; fi; \
+	$(BIN)/python sweeps/focus1.py --preset smoke --storage "$(abspath runs)" \
+		--name focus1-demo "$$@"
+
+trajectory: setup
 	@if [ -d "$(ARCHDAL_DATA)/MNIST/raw" ]; then set -- mnist; else set -- digits; fi; \
-	echo "demo: margin sampling on $$1, ResNet-18 (width 0.25) -> runs/demo-$$1"; \
+	echo "trajectory: margin sampling on $$1, ResNet-18 (width 0.25) -> runs/demo-$$1"; \
 	$(BIN)/archdal run --dataset $$1 --arch resnet18 --width 0.25 --strategy margin \
 		--seed 0 --init-size 100 --acq-size 100 --rounds 5 --pool-size 5000 \
 		--val-fraction 0.02 --max-epochs 50 --patience 10 --out runs/demo-$$1
 
 bench: setup
 	$(BIN)/python benchmarks/selection.py
+	$(BIN)/python benchmarks/ray_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -78,9 +78,9 @@ PRESETS = {
                 width=0.125,
                 rounds=4,
                 pool_size=2000,
-                val_fraction=0.05,
-                max_epochs=30,
-                patience=10,
+                val_fraction=0.01,
+                max_epochs=20,
+                patience=5,
             ),
             factors=_paper_factors(
                 datasets=("mnist",),
