@@ -79,8 +79,8 @@ PRESETS = {
                 rounds=4,
                 pool_size=2000,
                 val_fraction=0.01,
-                max_epochs=20,
-                patience=5,
+                max_epochs=50,
+                patience=10,
             ),
             factors=_paper_factors(
                 datasets=("mnist",),
