@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from archdal.models import ALNet
+from archdal.models import ALModel
 
 PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
 NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC)
@@ -32,39 +31,31 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_images(model: ALNet, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Penultimate embeddings (eval mode, dropout off) of uint8 images, in batches."""
+def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Penultimate embeddings (eval mode, dropout off) of images or token rows, in batches."""
     model.eval()
     return torch.cat(
         [
-            model.neck(model.trunk(images[s : s + batch_size]))
-            for s in range(0, len(images), batch_size)
+            model.neck(model.trunk(inputs[s : s + batch_size]))
+            for s in range(0, len(inputs), batch_size)
         ]
     )
 
 
-def _sample_neck(model: ALNet) -> None:
-    """Dropout on, everything else (BatchNorm included) stays in eval mode."""
-    model.eval()
-    for module in model.neck.modules():
-        if isinstance(module, nn.Dropout):
-            module.train()
-
-
 @torch.no_grad()
 def compute_view(
-    model: ALNet,
+    model: ALModel,
     pool_images: torch.Tensor,
     needs: frozenset[str],
     batch_size: int,
     mc_samples: int = 10,
     labeled_images: torch.Tensor | None = None,
 ) -> PoolView:
-    """Run the trunk once per pool image and derive every requested field from it.
+    """Run the trunk once per pool example and derive every requested field from it.
 
     MC dropout reuses the trunk's features and samples only the neck, where all of the
-    model's dropout lives; dropout masks come from torch's global RNG, which the loop
-    seeds from the trajectory's generator.
+    model's dropout lives (for a transformer, the whole network); dropout masks come from
+    torch's global RNG, which the loop seeds from the trajectory's generator.
     """
     unknown = set(needs) - set(NEEDS)
     if unknown:
@@ -80,7 +71,7 @@ def compute_view(
             if EMBEDDINGS in needs:
                 embeddings.append(embedding)
             if MC in needs:
-                _sample_neck(model)
+                model.sample_dropout()
                 samples = torch.stack(
                     [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(mc_samples)]
                 )  # T×batch×C: bounded by the batch, never T×N×C
@@ -91,7 +82,7 @@ def compute_view(
     if LABELED_EMBEDDINGS in needs:
         if labeled_images is None:
             raise ValueError("labeled_embeddings requested without labeled_images")
-        labeled = embed_images(model, labeled_images, batch_size)
+        labeled = embed_inputs(model, labeled_images, batch_size)
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
         return torch.cat(parts) if parts else None
