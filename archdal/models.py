@@ -54,6 +54,10 @@ class ALModel(nn.Module):
         """The mode of an MC dropout pass: dropout on, nothing else stochastic or updated."""
         raise NotImplementedError
 
+    def pass_order(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """The order in which inference passes should batch `inputs` (None: as given)."""
+        return None
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.neck(self.trunk(inputs)))
 
@@ -219,6 +223,15 @@ def build_model(
     mean = torch.full((in_channels,), 0.5) if mean is None else mean
     std = torch.full((in_channels,), 0.25) if std is None else std
     return ALNet(features, neck, dim, num_classes, mean, std)
+
+
+def restore_order(rows: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """Rows computed on `inputs[order]` put back in the order of `inputs`."""
+    if order is None:
+        return rows
+    restored = torch.empty_like(rows)
+    restored[order] = rows
+    return restored
 
 
 def model_factory(config: RunConfig, data: Any) -> Callable[[], ALModel]:

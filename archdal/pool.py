@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from archdal.models import ALModel
+from archdal.models import ALModel, restore_order
 
 PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
 NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC)
@@ -34,12 +34,10 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Penultimate embeddings (eval mode, dropout off) of images or token rows, in batches."""
     model.eval()
-    return torch.cat(
-        [
-            model.neck(model.trunk(inputs[s : s + batch_size]))
-            for s in range(0, len(inputs), batch_size)
-        ]
-    )
+    order = model.pass_order(inputs)
+    x = inputs if order is None else inputs[order]
+    parts = [model.neck(model.trunk(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+    return restore_order(torch.cat(parts), order)
 
 
 @torch.no_grad()
@@ -61,10 +59,12 @@ def compute_view(
     if unknown:
         raise ValueError(f"unknown pool-view needs {sorted(unknown)}; allowed: {NEEDS}")
     probs, embeddings, mc_probs, mc_entropy = [], [], [], []
+    order = model.pass_order(pool_images)
+    pool = pool_images if order is None else pool_images[order]
     if needs & {PROBS, EMBEDDINGS, MC}:
-        for start in range(0, len(pool_images), batch_size):
+        for start in range(0, len(pool), batch_size):
             model.eval()
-            trunk = model.trunk(pool_images[start : start + batch_size])
+            trunk = model.trunk(pool[start : start + batch_size])
             embedding = model.neck(trunk)
             if PROBS in needs:
                 probs.append(model.classifier(embedding).softmax(dim=1))
@@ -85,7 +85,7 @@ def compute_view(
         labeled = embed_inputs(model, labeled_images, batch_size)
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
-        return torch.cat(parts) if parts else None
+        return restore_order(torch.cat(parts), order) if parts else None
 
     return PoolView(
         size=len(pool_images),

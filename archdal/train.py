@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from archdal.config import RunConfig
-from archdal.models import ALModel
+from archdal.models import ALModel, restore_order
 from archdal.seeding import generator
 
 
@@ -78,11 +78,12 @@ def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int)
 
 @torch.no_grad()
 def predict(model: ALModel, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Predicted class of every image, in eval mode."""
+    """Predicted class of every example, in eval mode."""
     model.eval()
-    return torch.cat(
-        [model(images[s : s + batch_size]).argmax(dim=1) for s in range(0, len(images), batch_size)]
-    )
+    order = model.pass_order(images)
+    x = images if order is None else images[order]
+    predicted = [model(x[s : s + batch_size]).argmax(dim=1) for s in range(0, len(x), batch_size)]
+    return restore_order(torch.cat(predicted), order)
 
 
 def accuracy(model: ALModel, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:

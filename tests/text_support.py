@@ -5,6 +5,7 @@ that `--model-path` reads exactly as it reads a real checkpoint."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -108,17 +109,24 @@ def tiny_models(tmp_path_factory, data_dir) -> dict[str, Path]:
     return {a: save_tiny_model(a, corpus, root / a) for a in ("bert", "distilbert", "roberta")}
 
 
+def subsample_test(data, n: int, seed: int = 0):
+    """The data with a seeded random `n` of its test examples (faster evaluation)."""
+    keep = torch.randperm(len(data.test_y), generator=torch.Generator().manual_seed(seed))[:n]
+    return dataclasses.replace(data, test_x=data.test_x[keep], test_y=data.test_y[keep])
+
+
 @pytest.fixture(scope="session")
 def token_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("token-cache")
 
 
 def tiny_text_config(model_dir: Path, **overrides) -> RunConfig:
-    """The text protocol at test scale: 30 labels + rounds of 10, 2 epochs, 24 tokens."""
+    """The text protocol at test scale: 30 labels + rounds of 10, 2 epochs, 24 tokens, a
+    200-example pool and a 3% validation split."""
     arch = overrides.pop("arch", model_dir.name)
     base = dict(
         arch=arch, model_path=str(model_dir), init_size=30, acq_size=10, rounds=1,
-        pool_size=200, max_epochs=2, patience=2, max_length=24, lr=1e-3, batch_size=16,
-        mc_samples=3,
+        pool_size=200, val_fraction=0.03, max_epochs=2, patience=2, max_length=24, lr=1e-3,
+        batch_size=16, mc_samples=3,
     )  # fmt: skip
     return RunConfig.for_dataset(overrides.pop("dataset", "banking77"), **(base | overrides))
