@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from archdal.config import RunConfig, Runtime
+from archdal.data import default_data_dir
 from archdal.errors import ConfigError, DataError
 from archdal.seeding import derive_seed, generator
+from archdal.textmodels import model_source
 
 CACHE_FORMAT = "archdal-tokens/1"
 
@@ -90,7 +92,10 @@ def _read_table(path: Path, header: bool) -> Any:
 
 def _numbered_labels(path: Path, values: Any, count: int) -> np.ndarray:
     """Published 1-based class numbers (AG News 1-4, DBPedia 1-14) as 0-based ids."""
-    labels = np.asarray(values.astype(int), dtype=np.int64) - 1
+    try:
+        labels = np.asarray(values.astype(int), dtype=np.int64) - 1
+    except ValueError as err:
+        raise DataError(f"{path}: the first column must hold class numbers 1..{count}") from err
     if len(labels) and not (labels.min() >= 0 and labels.max() < count):
         raise DataError(f"{path}: class numbers must be 1..{count}, found {labels.min() + 1}")
     return labels
@@ -348,9 +353,6 @@ def held_out_split(labels: torch.Tensor, fraction: float, seed: int) -> torch.Te
 
 def load_text_data(config: RunConfig, runtime: Runtime) -> TextData:
     """The config's text dataset tokenized by its model's tokenizer (CPU tensors)."""
-    from archdal.data import default_data_dir
-    from archdal.textmodels import model_source
-
     if config.dataset == "csv":
         raw = read_csv_corpus(config)
     elif runtime.download:
