@@ -16,12 +16,34 @@ from typing import Any
 
 from archdal.errors import ConfigError
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "svhn", "digits", "synthetic")
-ARCHS = ("vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50")
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "svhn", "digits", "synthetic")
+TEXT_DATASETS = ("ag_news", "banking77", "dbpedia", "qnli", "csv")
+DATASETS = IMAGE_DATASETS + TEXT_DATASETS
+IMAGE_ARCHS = ("vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50")
+TEXT_ARCHS = ("bert", "distilbert", "roberta")
+ARCHS = IMAGE_ARCHS + TEXT_ARCHS
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge")
 PRETRAIN = ("none", "unsupervised")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+
+# The paper's text protocol (section 3.2: 100 initial labels, 25 rounds of 100, 5 epochs as in
+# Devlin et al. 2018) with BERT fine-tuning's usual AdamW settings. `RunConfig`'s own defaults
+# are the image protocol; `RunConfig.for_dataset` and the CLI apply these to text datasets.
+TEXT_PROTOCOL: dict[str, Any] = {
+    "arch": "bert",
+    "init_size": 100,
+    "acq_size": 100,
+    "max_epochs": 5,
+    "patience": 5,
+    "train_acc_stop": 1.0,
+    "optimizer": "adamw",
+    "lr": 2e-5,
+    "weight_decay": 0.01,
+    "batch_size": 16,
+    "dropout": 0.1,
+}
+TEXT_PRETRAIN_LR = 2e-5
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -46,12 +68,31 @@ class PretrainConfig:
     clusters: int = 50
     epochs: int = 10
     max_images: int = 0  # 0: every training image of the split (pool, initial and validation)
+    lr: float = 0.01
 
     def validate(self) -> None:
         if self.clusters < 2:
             raise ConfigError(f"pretrain clusters must be at least 2, got {self.clusters}")
         _positive("pretrain epochs", self.epochs)
         _non_negative("pretrain max images", self.max_images)
+        _positive("pretrain lr", self.lr)
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """A researcher's own corpus (`dataset="csv"`): one CSV/TSV file, one row per example."""
+
+    path: str = ""
+    text_column: str = "text"
+    pair_column: str = ""  # second text of a sentence pair; "" for single texts
+    label_column: str = "label"
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ConfigError("dataset 'csv' needs --csv-path (a .csv or .tsv file)")
+        for name in ("text_column", "label_column"):
+            if not getattr(self, name):
+                raise ConfigError(f"csv {name.replace('_', '-')} must not be empty")
 
 
 @dataclass(frozen=True)
@@ -80,12 +121,40 @@ class RunConfig:
     augment: bool = False
     dropout: float = 0.5
     mc_samples: int = 10
+    # Text only: tokens per example (pairs together), the model's weights (a local directory
+    # instead of the arch's hub id: other weights, other results), AdamW's linear warmup as a
+    # share of a round's steps, and the share of a single-split dataset held out as its test set.
+    max_length: int = 128
+    model_path: str = ""
+    warmup_fraction: float = 0.1
+    test_fraction: float = 0.2
     pretrain_options: PretrainConfig = field(default_factory=PretrainConfig)
+    csv_options: CsvOptions = field(default_factory=CsvOptions)
+
+    @property
+    def is_text(self) -> bool:
+        return self.dataset in TEXT_DATASETS
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides: Any) -> RunConfig:
+        """The paper's protocol for the dataset's modality, then `overrides`."""
+        _choice("dataset", dataset, DATASETS)
+        values: dict[str, Any] = {"dataset": dataset}
+        if dataset in TEXT_DATASETS:
+            values |= TEXT_PROTOCOL | {"pretrain_options": PretrainConfig(lr=TEXT_PRETRAIN_LR)}
+        return cls(**(values | overrides))
 
     def validate(self) -> RunConfig:
         """Check every field that can be checked without data; return self for chaining."""
         _choice("dataset", self.dataset, DATASETS)
         _choice("arch", self.arch, ARCHS)
+        archs = TEXT_ARCHS if self.is_text else IMAGE_ARCHS
+        if self.arch not in archs:
+            kind = "text" if self.is_text else "image"
+            raise ConfigError(
+                f"arch {self.arch!r} does not fit the {kind} dataset {self.dataset!r}; "
+                f"choose from: {', '.join(archs)}"
+            )
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("pretrain", self.pretrain, PRETRAIN)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -106,6 +175,22 @@ class RunConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.mc_samples < 2:
             raise ConfigError(f"mc-samples must be at least 2, got {self.mc_samples}")
+        _positive("max-length", self.max_length)
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"warmup-fraction must be in [0, 1), got {self.warmup_fraction}")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test-fraction must be in (0, 1), got {self.test_fraction}")
+        if self.is_text:
+            if self.augment:
+                raise ConfigError("augment (crops and flips) is for images, not text datasets")
+            if self.width != 1.0:
+                raise ConfigError(f"width scales the CNNs only; text takes 1.0, got {self.width}")
+        elif self.model_path:
+            raise ConfigError("model-path loads transformer weights; it needs a text dataset")
+        if self.dataset == "csv":
+            self.csv_options.validate()
+        elif self.csv_options != CsvOptions():
+            raise ConfigError(f"csv options apply to dataset 'csv', not {self.dataset!r}")
         self.pretrain_options.validate()
         return self
 
@@ -121,6 +206,8 @@ class RunConfig:
         values = dict(raw)
         if "pretrain_options" in values:
             values["pretrain_options"] = PretrainConfig(**values["pretrain_options"])
+        if "csv_options" in values:
+            values["csv_options"] = CsvOptions(**values["csv_options"])
         return cls(**values)
 
     def to_json(self) -> str:
@@ -133,6 +220,7 @@ class Runtime:
 
     data_dir: Path | None = None
     download: bool = False
+    cache_dir: Path | None = None  # tokenized datasets; default $ARCHDAL_CACHE, ~/.cache/archdal
     device: str = "auto"
     eval_batch_size: int = 1024
     quiet: bool = False

@@ -1,4 +1,4 @@
-"""Image datasets as uint8 tensors, and the paper's seeded split.
+"""Image datasets as uint8 tensors, and the paper's seeded split (images and text).
 
 Every dataset is held in memory as `uint8` tensors of shape N×C×H×W (MNIST: 47 MB),
 moved once to the training device; batches are sliced and normalised there, so no
@@ -11,14 +11,18 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from archdal.config import DATASETS
+from archdal.config import IMAGE_DATASETS, RunConfig, Runtime
 from archdal.errors import ConfigError, DataError
 from archdal.seeding import derive_seed, generator
+
+if TYPE_CHECKING:
+    from archdal.textdata import TextData
 
 
 @dataclass(frozen=True)
@@ -190,9 +194,10 @@ def make_synthetic(
 
 
 def load_dataset(name: str, data_dir: Path | None = None, download: bool = False) -> ImageData:
-    """Load a dataset by name (see `archdal.config.DATASETS`) into CPU uint8 tensors."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}")
+    """Load an image dataset by name (see `archdal.config.IMAGE_DATASETS`) into CPU uint8
+    tensors."""
+    if name not in IMAGE_DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose from: {', '.join(IMAGE_DATASETS)}")
     if name == "digits":
         return load_digits_images()
     if name == "synthetic":
@@ -203,6 +208,15 @@ def load_dataset(name: str, data_dir: Path | None = None, download: bool = False
     if name == "fashion_mnist":
         return _load_idx(root, download, "FashionMNIST")
     return _load_torchvision(name, root, download)
+
+
+def load_data(config: RunConfig, runtime: Runtime) -> ImageData | TextData:
+    """The config's dataset, images or text (tokenized by the config's model), on the CPU."""
+    if config.is_text:
+        from archdal.textdata import load_text_data
+
+        return load_text_data(config, runtime)
+    return load_dataset(config.dataset, runtime.data_dir, runtime.download)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from typing import Any
 import torch
 
 from archdal.config import RunConfig, Runtime
-from archdal.data import ImageData, Split, load_dataset, make_split
+from archdal.data import ImageData, Split, load_data, make_split
 from archdal.errors import ConfigError, DataError
-from archdal.models import ALNet, build_model
+from archdal.models import ALModel, model_factory
 from archdal.pool import LABELED_EMBEDDINGS, compute_view
 from archdal.pretrain import pretrain_backbone
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
 from archdal.strategies import get_strategy
+from archdal.textdata import TextData
 from archdal.train import accuracy, train_model
 
 TIMING_FIELDS = ("train_seconds", "select_seconds", "pretrain_seconds")
@@ -47,7 +48,7 @@ def check_budget(config: RunConfig, split: Split) -> None:
     if need > len(split.pool):
         raise ConfigError(
             f"rounds × acq-size = {config.rounds} × {config.acq_size} = {need} exceeds the "
-            f"unlabelled pool of {len(split.pool)} images ({config.dataset}, pool-size "
+            f"unlabelled pool of {len(split.pool)} examples ({config.dataset}, pool-size "
             f"{config.pool_size}); lower --rounds or --acq-size"
         )
 
@@ -56,20 +57,23 @@ class Trajectory:
     """One seeded active-learning run; `done` once `config.rounds` acquisitions are made."""
 
     def __init__(
-        self, config: RunConfig, runtime: Runtime | None = None, data: ImageData | None = None
+        self,
+        config: RunConfig,
+        runtime: Runtime | None = None,
+        data: ImageData | TextData | None = None,
     ):
         self.config = config.validate()
         self.runtime = (runtime or Runtime()).validate()
         self.strategy = get_strategy(config.strategy)
         if data is None:
-            data = load_dataset(config.dataset, self.runtime.data_dir, self.runtime.download)
+            data = load_data(config, self.runtime)
         self.split = make_split(
             data.train_y, data.num_classes, config.init_size, config.pool_size,
             config.val_fraction, config.seed,
         )  # fmt: skip
         check_budget(config, self.split)
         self.device = resolve_device(self.runtime.device)
-        self.mean, self.std = data.channel_stats()
+        self.build_model = model_factory(config, data)
         self.data = data.to(self.device)
         self.round = 0
         self.labeled = self.split.initial.clone()
@@ -81,12 +85,8 @@ class Trajectory:
     def done(self) -> bool:
         return self.round > self.config.rounds
 
-    def new_model(self) -> ALNet:
-        c, d = self.config, self.data
-        model = build_model(
-            c.arch, d.num_classes, d.channels, c.width, c.dropout, self.mean, self.std
-        )
-        return model.to(self.device)
+    def new_model(self) -> ALModel:
+        return self.build_model().to(self.device)
 
     def _pretrain(self) -> float:
         start = time.perf_counter()
@@ -152,7 +152,7 @@ class Trajectory:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.config.to_dict():
+        if RunConfig.from_dict(state["config"]) != self.config:
             raise ConfigError("checkpoint belongs to a different config")
         self.round = state["round"]
         self.labeled = state["labeled"].clone()
@@ -188,6 +188,11 @@ def _read_saved_config(path: Path) -> dict[str, Any]:
 
 
 def _config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """What differs; keys added to `RunConfig` since a run was saved count as their default."""
+    try:
+        saved = RunConfig.from_dict(saved).to_dict()
+    except (ConfigError, TypeError):
+        pass  # not a config of this version: every differing key is reported below
     keys = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
     return ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} here" for k in keys)
 
@@ -211,7 +216,7 @@ def run(
     out_dir: str | Path,
     runtime: Runtime | None = None,
     progress: Callable[[str], None] | None = print,
-    data: ImageData | None = None,
+    data: ImageData | TextData | None = None,
 ) -> list[dict[str, Any]]:
     """Run a trajectory to the end, writing `config.json`, `rounds.jsonl` and a checkpoint
     per round in `out_dir`; an unfinished run of the same config there is continued.

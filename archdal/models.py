@@ -1,5 +1,8 @@
 """CIFAR-style VGG and ResNet (paper, appendix B) split as features → neck → classifier.
 
+`ALModel` is the interface the loop, the pool pass and pretraining use for every model,
+images and text alike (`archdal.textmodels.TextNet` is the transformer one).
+
 The convolutional `features` are deterministic; every dropout layer lives in the `neck`,
 whose output is the penultimate embedding read by coreset and BADGE. MC dropout
 therefore runs the trunk once per image (BatchNorm in eval mode) and samples only the
@@ -10,10 +13,13 @@ input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
-from archdal.config import ARCHS
+from archdal.config import IMAGE_ARCHS, RunConfig
 from archdal.errors import ConfigError
 
 _VGG_LAYERS = {
@@ -31,8 +37,42 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-class ALNet(nn.Module):
-    """A classifier exposing its penultimate embedding and its stochastic part."""
+class ALModel(nn.Module):
+    """A classifier as `trunk` (deterministic) → `neck` (all dropout; its output is the
+    embedding the last layer reads) → `classifier` (that last linear layer). Subclasses
+    provide `trunk` and `neck` as methods or submodules."""
+
+    classifier: nn.Linear
+    trunk: Callable[[torch.Tensor], torch.Tensor]
+    neck: Callable[[torch.Tensor], torch.Tensor]
+
+    def __init__(self, embedding_dim: int):
+        super().__init__()
+        self.embedding_dim = embedding_dim
+
+    def sample_dropout(self) -> None:
+        """The mode of an MC dropout pass: dropout on, nothing else stochastic or updated."""
+        raise NotImplementedError
+
+    def pass_order(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """The order in which inference passes should batch `inputs` (None: as given)."""
+        return None
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.neck(self.trunk(inputs)))
+
+    def classifier_state(self) -> dict[str, torch.Tensor]:
+        """The output layer's entries of `state_dict()`, to complete a backbone state."""
+        return {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
+
+    def replace_classifier(self, num_classes: int) -> None:
+        """A fresh output layer (e.g. task head after cluster-label pretraining)."""
+        device = self.classifier.weight.device
+        self.classifier = nn.Linear(self.embedding_dim, num_classes).to(device)
+
+
+class ALNet(ALModel):
+    """A CNN on uint8 images, normalising them itself."""
 
     def __init__(
         self,
@@ -43,11 +83,10 @@ class ALNet(nn.Module):
         mean: torch.Tensor,
         std: torch.Tensor,
     ):
-        super().__init__()
+        super().__init__(embedding_dim)
         self.features = features
         self.neck = neck
         self.classifier = nn.Linear(embedding_dim, num_classes)
-        self.embedding_dim = embedding_dim
         self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
         self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
 
@@ -56,17 +95,12 @@ class ALNet(nn.Module):
         x = (images.float() / 255 - self.mean) / self.std
         return self.features(x)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.neck(self.trunk(images)))
-
-    def classifier_state(self) -> dict[str, torch.Tensor]:
-        """The output layer's entries of `state_dict()`, to complete a backbone state."""
-        return {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
-
-    def replace_classifier(self, num_classes: int) -> None:
-        """A fresh output layer (e.g. task head after cluster-label pretraining)."""
-        device = self.classifier.weight.device
-        self.classifier = nn.Linear(self.embedding_dim, num_classes).to(device)
+    def sample_dropout(self) -> None:
+        """Dropout on, everything else (BatchNorm included) stays in eval mode."""
+        self.eval()
+        for module in self.neck.modules():
+            if isinstance(module, nn.Dropout):
+                module.train()
 
 
 class _VGGTrunk(nn.Module):
@@ -182,10 +216,32 @@ def build_model(
     std: torch.Tensor | None = None,
 ) -> ALNet:
     """The named architecture (see `archdal.config.ARCHS`), `width` scaling every layer."""
-    if arch not in ARCHS:
-        raise ConfigError(f"unknown arch {arch!r}; choose from: {', '.join(ARCHS)}")
+    if arch not in IMAGE_ARCHS:
+        raise ConfigError(f"unknown arch {arch!r}; choose from: {', '.join(IMAGE_ARCHS)}")
     make = _vgg if arch.startswith("vgg") else _resnet
     features, neck, dim = make(arch, in_channels, width, dropout)
     mean = torch.full((in_channels,), 0.5) if mean is None else mean
     std = torch.full((in_channels,), 0.25) if std is None else std
     return ALNet(features, neck, dim, num_classes, mean, std)
+
+
+def restore_order(rows: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """Rows computed on `inputs[order]` put back in the order of `inputs`."""
+    if order is None:
+        return rows
+    restored = torch.empty_like(rows)
+    restored[order] = rows
+    return restored
+
+
+def model_factory(config: RunConfig, data: Any) -> Callable[[], ALModel]:
+    """A builder of the config's model for `data` (`ImageData` or `TextData`), on the CPU;
+    everything it reads from disk or from the data is read once, here."""
+    if config.is_text:
+        from archdal.textmodels import TextModelFactory
+
+        return TextModelFactory(config, data.num_classes, data.pad_id, data.tokenizer)
+    mean, std = data.channel_stats()
+    c = config
+    return lambda: build_model(c.arch, data.num_classes, data.channels, c.width, c.dropout,
+                               mean, std)  # fmt: skip

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from archdal.models import ALNet
+from archdal.models import ALModel, restore_order
 
 PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
 NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC)
@@ -32,55 +31,47 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_images(model: ALNet, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Penultimate embeddings (eval mode, dropout off) of uint8 images, in batches."""
+def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Penultimate embeddings (eval mode, dropout off) of images or token rows, in batches."""
     model.eval()
-    return torch.cat(
-        [
-            model.neck(model.trunk(images[s : s + batch_size]))
-            for s in range(0, len(images), batch_size)
-        ]
-    )
-
-
-def _sample_neck(model: ALNet) -> None:
-    """Dropout on, everything else (BatchNorm included) stays in eval mode."""
-    model.eval()
-    for module in model.neck.modules():
-        if isinstance(module, nn.Dropout):
-            module.train()
+    order = model.pass_order(inputs)
+    x = inputs if order is None else inputs[order]
+    parts = [model.neck(model.trunk(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+    return restore_order(torch.cat(parts), order)
 
 
 @torch.no_grad()
 def compute_view(
-    model: ALNet,
+    model: ALModel,
     pool_images: torch.Tensor,
     needs: frozenset[str],
     batch_size: int,
     mc_samples: int = 10,
     labeled_images: torch.Tensor | None = None,
 ) -> PoolView:
-    """Run the trunk once per pool image and derive every requested field from it.
+    """Run the trunk once per pool example and derive every requested field from it.
 
     MC dropout reuses the trunk's features and samples only the neck, where all of the
-    model's dropout lives; dropout masks come from torch's global RNG, which the loop
-    seeds from the trajectory's generator.
+    model's dropout lives (for a transformer, the whole network); dropout masks come from
+    torch's global RNG, which the loop seeds from the trajectory's generator.
     """
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"unknown pool-view needs {sorted(unknown)}; allowed: {NEEDS}")
     probs, embeddings, mc_probs, mc_entropy = [], [], [], []
+    order = model.pass_order(pool_images)
+    pool = pool_images if order is None else pool_images[order]
     if needs & {PROBS, EMBEDDINGS, MC}:
-        for start in range(0, len(pool_images), batch_size):
+        for start in range(0, len(pool), batch_size):
             model.eval()
-            trunk = model.trunk(pool_images[start : start + batch_size])
+            trunk = model.trunk(pool[start : start + batch_size])
             embedding = model.neck(trunk)
             if PROBS in needs:
                 probs.append(model.classifier(embedding).softmax(dim=1))
             if EMBEDDINGS in needs:
                 embeddings.append(embedding)
             if MC in needs:
-                _sample_neck(model)
+                model.sample_dropout()
                 samples = torch.stack(
                     [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(mc_samples)]
                 )  # T×batch×C: bounded by the batch, never T×N×C
@@ -91,10 +82,10 @@ def compute_view(
     if LABELED_EMBEDDINGS in needs:
         if labeled_images is None:
             raise ValueError("labeled_embeddings requested without labeled_images")
-        labeled = embed_images(model, labeled_images, batch_size)
+        labeled = embed_inputs(model, labeled_images, batch_size)
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
-        return torch.cat(parts) if parts else None
+        return restore_order(torch.cat(parts), order) if parts else None
 
     return PoolView(
         size=len(pool_images),

@@ -1,6 +1,7 @@
 """Unsupervised DeepCluster-style pretraining (Caron et al. 2018, as used by Siméoni et al.
-2021 and the paper): alternate k-means on penultimate features of the training images
-with one epoch of training on the cluster ids as labels.
+2021 and the paper): alternate k-means on penultimate features of the training examples
+(images, or the sentence representation a transformer's last layer reads) with one epoch
+of training on the cluster ids as labels.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from archdal.config import RunConfig
-from archdal.models import ALNet
-from archdal.pool import embed_images
+from archdal.models import ALModel
+from archdal.pool import embed_inputs
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
-from archdal.train import make_optimizer, train_epoch
+from archdal.train import even_batches, make_optimizer, train_epoch
 
 PCA_DIMS = 64
-PRETRAIN_LR = 0.01
 
 
 def cluster_labels(features: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -35,7 +35,7 @@ def cluster_labels(features: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def pretrain_backbone(
-    make_model: Callable[[], ALNet],
+    make_model: Callable[[], ALModel],
     images: torch.Tensor,
     config: RunConfig,
     eval_batch_size: int,
@@ -55,15 +55,16 @@ def pretrain_backbone(
     with global_torch_seed(draw_seed(rng)):
         model = make_model()
         for _ in range(options.epochs):
-            features = embed_images(model, images, eval_batch_size).cpu().double().numpy()
+            features = embed_inputs(model, images, eval_batch_size).cpu().double().numpy()
             labels = cluster_labels(features, k, draw_seed(rng))
             counts = np.bincount(labels, minlength=k)
             weights = torch.from_numpy(1.0 / counts[labels])
             order = torch.multinomial(weights, len(images), replacement=True, generator=rng)
             model.replace_classifier(k)
-            optimizer, _ = make_optimizer(model, config, lr=PRETRAIN_LR)
+            steps = even_batches(len(images), config.batch_size)
+            schedule = make_optimizer(model, config, 1, steps, lr=options.lr)
             targets = torch.from_numpy(labels).long().to(images.device)
             train_epoch(
-                model, optimizer, images, targets, order.to(images.device), config.batch_size, None
+                model, schedule, images, targets, order.to(images.device), config.batch_size, None
             )
     return {n: t for n, t in model.state_dict().items() if not n.startswith("classifier.")}

@@ -1,19 +1,21 @@
 """Training one round's model from scratch, as in the paper.
 
-Batches are index slices of uint8 tensors already on the device; augmentation (random
-crop with padding, horizontal flip) is applied to the whole batch at once.
+Batches are index slices of tensors already on the device (uint8 images or token ids);
+augmentation (random crop with padding, horizontal flip) is applied to the whole batch
+at once.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from archdal.config import RunConfig
-from archdal.models import ALNet
+from archdal.models import ALModel, restore_order
 from archdal.seeding import generator
 
 
@@ -50,7 +52,7 @@ def even_batches(n: int, batch_size: int) -> int:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: ALNet, images: torch.Tensor, batch_size: int) -> None:
+def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int) -> None:
     """Recompute BatchNorm running statistics as the average over the labelled set.
 
     With a few hundred labels an epoch is a handful of steps, and the default running
@@ -75,34 +77,60 @@ def recalibrate_batchnorm(model: ALNet, images: torch.Tensor, batch_size: int) -
 
 
 @torch.no_grad()
-def predict(model: ALNet, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Predicted class of every image, in eval mode."""
+def predict(model: ALModel, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Predicted class of every example, in eval mode."""
     model.eval()
-    return torch.cat(
-        [model(images[s : s + batch_size]).argmax(dim=1) for s in range(0, len(images), batch_size)]
-    )
+    order = model.pass_order(images)
+    x = images if order is None else images[order]
+    predicted = [model(x[s : s + batch_size]).argmax(dim=1) for s in range(0, len(x), batch_size)]
+    return restore_order(torch.cat(predicted), order)
 
 
-def accuracy(model: ALNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+def accuracy(model: ALModel, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
     return (predict(model, images, batch_size) == labels).float().mean().item()
 
 
+class Schedule(NamedTuple):
+    """An optimizer and its learning-rate schedulers, stepped after each epoch or batch."""
+
+    optimizer: torch.optim.Optimizer
+    per_epoch: torch.optim.lr_scheduler.LRScheduler | None = None
+    per_step: torch.optim.lr_scheduler.LRScheduler | None = None
+
+
+def linear_warmup_decay(warmup: int, total: int):
+    """Rate factor of step s: up linearly over `warmup` steps, then linearly down to 0 at
+    `total` (BERT fine-tuning's schedule)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
 def make_optimizer(
-    model: ALNet, config: RunConfig, lr: float | None = None
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """SGD with momentum and a cosine schedule over `max_epochs`, or Adam at a fixed rate."""
+    model: ALModel, config: RunConfig, epochs: int, steps_per_epoch: int, lr: float | None = None
+) -> Schedule:
+    """SGD with momentum and a cosine schedule over `max_epochs`, Adam at a fixed rate, or
+    AdamW with linear warmup (`warmup_fraction` of the steps) and linear decay."""
     lr = config.lr if lr is None else lr
+    params, decay = model.parameters(), config.weight_decay
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay), None
-    opt = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.max_epochs)
+        return Schedule(torch.optim.Adam(params, lr=lr, weight_decay=decay))
+    if config.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+        total = epochs * steps_per_epoch
+        factor = linear_warmup_decay(round(config.warmup_fraction * total), total)
+        return Schedule(opt, per_step=torch.optim.lr_scheduler.LambdaLR(opt, factor))
+    opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+    return Schedule(opt, per_epoch=torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs))
 
 
 def train_epoch(
-    model: ALNet,
-    optimizer: torch.optim.Optimizer,
+    model: ALModel,
+    schedule: Schedule,
     images: torch.Tensor,
     labels: torch.Tensor,
     order: torch.Tensor,
@@ -118,15 +146,17 @@ def train_epoch(
             x = augment_batch(x, augment_rng)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
+        schedule.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        schedule.optimizer.step()
+        if schedule.per_step is not None:
+            schedule.per_step.step()
         correct += (logits.argmax(dim=1) == y).sum()
     return correct.item() / len(order)
 
 
 def train_model(
-    model: ALNet,
+    model: ALModel,
     images: torch.Tensor,
     labels: torch.Tensor,
     val_images: torch.Tensor,
@@ -140,7 +170,8 @@ def train_model(
     best validation epoch are loaded back into `model`."""
     start = time.perf_counter()
     rng = generator(seed)
-    optimizer, scheduler = make_optimizer(model, config)
+    steps_per_epoch = even_batches(len(images), config.batch_size)
+    schedule = make_optimizer(model, config, config.max_epochs, steps_per_epoch)
     best_val, best_train, best_state, since_best = -1.0, 0.0, None, 0
     epochs = 0
     while epochs < config.max_epochs:
@@ -148,15 +179,15 @@ def train_model(
         order = torch.randperm(len(images), generator=rng).to(images.device)
         train_acc = train_epoch(
             model,
-            optimizer,
+            schedule,
             images,
             labels,
             order,
             config.batch_size,
             rng if config.augment else None,
         )
-        if scheduler is not None:
-            scheduler.step()
+        if schedule.per_epoch is not None:
+            schedule.per_epoch.step()
         recalibrate_batchnorm(model, images, config.batch_size)
         val_acc = accuracy(model, val_images, val_labels, eval_batch_size)
         if val_acc > best_val:

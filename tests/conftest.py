@@ -62,3 +62,6 @@ def tiny_config(**overrides) -> RunConfig:
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)
+
+
+from .text_support import tiny_models, token_cache  # noqa: E402, F401  (text-path fixtures)

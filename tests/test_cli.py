@@ -40,9 +40,17 @@ def _fails(capsys, args, pattern, out):
         (["--val-fraction", "1.5"], "val-fraction must be in (0, 1), got 1.5"),
         (
             ["--rounds", "20", "--acq-size", "100"],
-            "rounds × acq-size = 20 × 100 = 2000 exceeds the unlabelled pool of 100 images",
+            "rounds × acq-size = 20 × 100 = 2000 exceeds the unlabelled pool of 100 examples",
         ),
         (["--init-size", "2000"], "init-size 2000 needs 200 images of class"),
+        (
+            ["--arch", "bert"],
+            "arch 'bert' does not fit the image dataset 'digits'; choose from: vgg11",
+        ),
+        (["--dataset", "banking77"], "arch 'resnet18' does not fit the text dataset 'banking77'"),
+        (["--model-path", "m"], "model-path loads transformer weights; it needs a text dataset"),
+        (["--text-column", "t"], "csv options apply to dataset 'csv', not 'digits'"),
+        (["--dataset", "csv", "--arch", "bert", "--width", "1"], "dataset 'csv' needs --csv-path"),
         (["--pool-size", "abc"], "argument --pool-size: invalid int value: 'abc'"),
     ],
 )
@@ -90,12 +98,41 @@ def test_every_flag_reaches_its_config_field(tmp_path):
         init_size=50, acq_size=25, rounds=4, pool_size=999, val_fraction=0.2, max_epochs=7,
         patience=3, train_acc_stop=0.9, optimizer="adam", lr=0.2, momentum=0.5,
         weight_decay=0.01, batch_size=16, augment=True, dropout=0.25, mc_samples=5,
-        pretrain_options=PretrainConfig(clusters=7, epochs=2, max_images=100),
+        max_length=48, warmup_fraction=0.2, test_fraction=0.3,
+        pretrain_options=PretrainConfig(clusters=7, epochs=2, max_images=100, lr=0.3),
     )  # fmt: skip
-    argv = ["run", "--out", str(tmp_path), "--augment", "--device", "cpu", "--quiet"]
+    argv = ["run", "--out", str(tmp_path), "--augment", "--device", "cpu", "--quiet",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     for key, value in want.to_dict().items():
-        if key not in ("augment", "pretrain_options"):
+        if key not in ("augment", "pretrain_options", "csv_options", "model_path"):
             argv += [f"--{key.replace('_', '-')}", str(value)]
-    argv += ["--pretrain-clusters", "7", "--pretrain-epochs", "2", "--pretrain-max-images", "100"]
+    argv += ["--pretrain-clusters", "7", "--pretrain-epochs", "2", "--pretrain-max-images", "100",
+             "--pretrain-lr", "0.3"]  # fmt: skip
     config, runtime = configs_from_args(build_parser().parse_args(argv))
     assert config == want and runtime.device == "cpu" and runtime.quiet
+    assert runtime.cache_dir == tmp_path / "cache"
+
+
+def test_text_flags_and_modality_defaults(tmp_path):
+    from archdal import CsvOptions, PretrainConfig, RunConfig
+    from archdal.cli import build_parser, configs_from_args
+    from archdal.config import TEXT_PROTOCOL
+
+    def parse(*flags):
+        args = build_parser().parse_args(["run", "--out", str(tmp_path), *flags])
+        return configs_from_args(args)[0]
+
+    image = parse("--dataset", "mnist")
+    assert image == RunConfig(dataset="mnist")  # image defaults untouched
+    text = parse("--dataset", "banking77")
+    assert text == RunConfig.for_dataset("banking77")
+    assert {k: getattr(text, k) for k in TEXT_PROTOCOL} == TEXT_PROTOCOL
+    assert (text.init_size, text.max_epochs, text.optimizer, text.arch) == (100, 5, "adamw", "bert")
+    assert text.pretrain_options == PretrainConfig(lr=2e-5)
+    given = parse("--dataset", "csv", "--csv-path", "x.tsv", "--text-column", "q",
+                  "--pair-column", "s", "--label-column", "y", "--arch", "roberta", "--lr", "1e-4",
+                  "--model-path", "m", "--init-size", "30")  # fmt: skip
+    assert given.csv_options == CsvOptions(path="x.tsv", text_column="q", pair_column="s",
+                                           label_column="y")  # fmt: skip
+    assert (given.arch, given.lr, given.model_path, given.init_size) == ("roberta", 1e-4, "m", 30)
+    assert given.max_epochs == 5  # not given: the text protocol

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archdal.config import ARCHS
+from archdal.config import IMAGE_ARCHS
 from archdal.models import build_model
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", IMAGE_ARCHS)
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
 def test_logits_and_embeddings(arch, channels, size):
     model = build_model(arch, 7, channels, width=0.0625).eval()
