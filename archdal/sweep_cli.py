@@ -86,6 +86,9 @@ def _add_placement_arguments(p: argparse.ArgumentParser, name_hint: str) -> None
     d = p.add_argument_group("data")
     d.add_argument("--data-dir", type=Path, help="default: $ARCHDAL_DATA, then the cache")
     d.add_argument("--download", action="store_true", help="fetch missing datasets")
+    d.add_argument(
+        "--cache-dir", type=Path, help="tokenized text (default: $ARCHDAL_CACHE, ~/.cache/archdal)"
+    )
     d.add_argument("--eval-batch-size", type=int, default=Runtime().eval_batch_size)
 
 
@@ -101,8 +104,12 @@ def _grid(args: argparse.Namespace, hparams: dict[str, Any] | None = None) -> li
 
 def _runtime(args: argparse.Namespace) -> Runtime:
     data_dir = (args.data_dir or default_data_dir()).expanduser().absolute()
+    cache_dir = args.cache_dir.expanduser().absolute() if args.cache_dir else None
     return Runtime(
-        data_dir=data_dir, download=args.download, eval_batch_size=args.eval_batch_size
+        data_dir=data_dir,
+        download=args.download,
+        cache_dir=cache_dir,
+        eval_batch_size=args.eval_batch_size,
     ).validate()
 
 
