@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import socket
@@ -64,6 +65,8 @@ def _restore(trajectory: Trajectory) -> None:
 
 
 def _prepare(config: dict[str, Any], runtime: Runtime | None) -> tuple[Trajectory, str]:
+    # One INFO line per saved checkpoint would bury the status table the driver prints.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     run_config = RunConfig.from_dict(config["run"])
     device, threads = trial_resources()
     torch.set_num_threads(threads)

@@ -305,3 +305,25 @@ def test_cluster_yaml_passes_rays_validation():
     broken["available_node_types"]["head"]["cpus"] = 4
     with pytest.raises(Exception, match="Additional properties"):
         validate_config(prepare_config(broken))
+
+
+def test_text_trials_run_through_the_same_sweep(tmp_path, data_dir):
+    from .text_support import banking77_texts, save_tiny_model
+
+    model = save_tiny_model("distilbert", banking77_texts(data_dir), tmp_path / "distilbert")
+    storage = tmp_path / "results"
+    run_sweep(
+        storage,
+        *("--preset", "text-small", "--archs", "distilbert", "--strategies", "random", "badge"),
+        *("--set", f"model_path={model}", "--set", "pool_size=200", "--set", "rounds=1"),
+        *("--set", "max_length=24", "--set", "val_fraction=0.03", "--set", "max_epochs=2"),
+        *("--set", "lr=0.001", "--init-sizes", "30", "--acq-sizes", "10", "--num-cpus", "2"),
+        *("--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache")),
+        HF_HUB_OFFLINE="1",
+    )
+    table = load_rounds(storage / "focus1-text-small")
+    assert len(table) == 2 * 2
+    assert set(table["dataset"]) == {"banking77"} and set(table["arch"]) == {"distilbert"}
+    assert table["n_labeled"].tolist() == [30, 40] * 2
+    assert table["split_digest"].nunique() == 1
+    assert table[table["round"] == 0]["test_acc"].nunique() == 1
