@@ -139,8 +139,8 @@ def test_a_tiny_transformer_learns_four_banking77_intents_from_a_csv(tiny_models
                               strategy="entropy", init_size=60, acq_size=60, rounds=1,
                               max_epochs=20, patience=20, lr=3e-3, val_fraction=0.1)  # fmt: skip
     records = run_all(Trajectory(config, dataclasses.replace(CPU, cache_dir=tmp_path)))
-    # chance 0.25; measured 53.8% at 60 labels and 83.5% at 120 (91 held-out test texts)
-    assert records[-1]["test_acc"] > 0.7, records
+    # chance 0.25; measured 62.6% at 60 labels and 75.8% at 120 (91 held-out test texts)
+    assert records[0]["test_acc"] > 0.45 and records[-1]["test_acc"] > 0.6, records
 
 
 def run_all(trajectory):

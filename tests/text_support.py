@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,27 @@ CPU = Runtime(device="cpu", eval_batch_size=256)
 
 
 def _bert_tokenizer(corpus: list[str]):
+    """WordPiece over every character plus the corpus's 500 most frequent words.
+
+    The vocabulary is chosen here rather than by `WordPieceTrainer`, whose ties fall
+    differently from one process to the next (measured: 4 vocabularies in 4 runs).
+    """
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
-    from tokenizers.trainers import WordPieceTrainer
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(corpus, WordPieceTrainer(vocab_size=600, special_tokens=specials))
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words = Counter(
+        w for text in corpus for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text))
+    )
+    chars = sorted({c for w in words for c in w})
+    frequent = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+    vocab = specials + chars + [f"##{c}" for c in chars] + frequent[:500]
+    tok = Tokenizer(WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
+    cls, sep = vocab.index("[CLS]"), vocab.index("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
