@@ -289,6 +289,8 @@ def run_trajectories(
                 max_concurrent_trials=sweep.max_concurrent,
                 trial_dirname_creator=_trial_dirname,
                 trial_name_creator=_trial_dirname,
+                # A finished trial's worker takes the next one: no new process and imports.
+                reuse_actors=True,
             ),
             run_config=_run_config(sweep),
         )
