@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -159,7 +160,9 @@ def _free_port() -> int:
 
 def test_address_auto_on_a_two_node_cluster(tmp_path):
     port = _free_port()
-    auth = {"RAY_AUTH_MODE": "token"}  # the same mode on every node and driver, as Ray requires
+    # Token auth, as `ray start` uses by default: one mode and one token for every node and
+    # the driver (given here, so no ~/.ray/auth_token is needed or written).
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env = _env(**auth)
     subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env)
     try:
@@ -176,7 +179,9 @@ def test_address_auto_on_a_two_node_cluster(tmp_path):
             env=env,
         )
         storage = tmp_path / "results"
-        done = run_sweep(storage, "--address", "auto", "--strategies", "random", "margin", *TINY)
+        done = run_sweep(
+            storage, "--address", "auto", "--strategies", "random", "margin", *TINY, **auth
+        )
         assert "2/2 trials finished" in done.stdout
         rows = trial_rows(storage / "focus1-smoke")
         assert [len(r) for r in rows.values()] == [3, 3]
