@@ -225,6 +225,13 @@ def build_model(
     return ALNet(features, neck, dim, num_classes, mean, std)
 
 
+def in_pass_order(model: ALModel, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`inputs` in the model's inference order, and that order (None: unchanged), which
+    `restore_order` undoes on the outputs."""
+    order = model.pass_order(inputs)
+    return (inputs if order is None else inputs[order]), order
+
+
 def restore_order(rows: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
     """Rows computed on `inputs[order]` put back in the order of `inputs`."""
     if order is None:

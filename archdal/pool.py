@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from archdal.models import ALModel, restore_order
+from archdal.models import ALModel, in_pass_order, restore_order
 
 PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
 NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC)
@@ -34,8 +34,7 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Penultimate embeddings (eval mode, dropout off) of images or token rows, in batches."""
     model.eval()
-    order = model.pass_order(inputs)
-    x = inputs if order is None else inputs[order]
+    x, order = in_pass_order(model, inputs)
     parts = [model.neck(model.trunk(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
     return restore_order(torch.cat(parts), order)
 
@@ -59,8 +58,7 @@ def compute_view(
     if unknown:
         raise ValueError(f"unknown pool-view needs {sorted(unknown)}; allowed: {NEEDS}")
     probs, embeddings, mc_probs, mc_entropy = [], [], [], []
-    order = model.pass_order(pool_images)
-    pool = pool_images if order is None else pool_images[order]
+    pool, order = in_pass_order(model, pool_images)
     if needs & {PROBS, EMBEDDINGS, MC}:
         for start in range(0, len(pool), batch_size):
             model.eval()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from archdal.config import RunConfig
-from archdal.models import ALModel, restore_order
+from archdal.models import ALModel, in_pass_order, restore_order
 from archdal.seeding import generator
 
 
@@ -80,8 +80,7 @@ def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int)
 def predict(model: ALModel, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Predicted class of every example, in eval mode."""
     model.eval()
-    order = model.pass_order(images)
-    x = images if order is None else images[order]
+    x, order = in_pass_order(model, images)
     predicted = [model(x[s : s + batch_size]).argmax(dim=1) for s in range(0, len(x), batch_size)]
     return restore_order(torch.cat(predicted), order)
 
