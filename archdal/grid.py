@@ -32,7 +32,7 @@ from archdal.config import (
 )
 from archdal.data import load_data, make_split
 from archdal.errors import ConfigError, DataError
-from archdal.loop import check_budget
+from archdal.loop import atomic_write, check_budget
 
 # Sweep factor (CLI flag without dashes) → RunConfig field.
 FACTORS = {
@@ -342,9 +342,7 @@ def hparams_for(hparams: dict[str, dict[str, Any]], dataset: str, arch: str) -> 
 def save_hparams(path: Path, best: dict[str, dict[str, Any]], search: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"format": HPARAMS_FORMAT, "search": search, "best": best}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write(path, lambda fh: fh.write(json.dumps(document, indent=2, sort_keys=True) + "\n"))
 
 
 def load_hparams(path: Path) -> dict[str, dict[str, Any]]:

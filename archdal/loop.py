@@ -166,7 +166,7 @@ def strip_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -245,7 +245,7 @@ def run(
         trajectory.load_state_dict(state)
     out.mkdir(parents=True, exist_ok=True)
     if not config_path.exists():
-        _atomic_write(config_path, lambda fh: fh.write(config.to_json() + "\n"))
+        atomic_write(config_path, lambda fh: fh.write(config.to_json() + "\n"))
     say = progress or (lambda _: None)
     if trajectory.done:
         say(f"{out}: already complete ({len(trajectory.records)} rounds)")
@@ -253,8 +253,8 @@ def run(
         say(f"{out}: resuming at round {trajectory.round}/{config.rounds}")
     while not trajectory.done:
         record = trajectory.run_round()
-        _atomic_write(state_path, lambda fh: torch.save(trajectory.state_dict(), fh), "wb")
+        atomic_write(state_path, lambda fh: torch.save(trajectory.state_dict(), fh), "wb")
         lines = "".join(json.dumps(r) + "\n" for r in trajectory.records)
-        _atomic_write(out / ROUNDS_FILE, lambda fh, text=lines: fh.write(text))
+        atomic_write(out / ROUNDS_FILE, lambda fh, text=lines: fh.write(text))
         say(format_record(record, config.rounds))
     return trajectory.records

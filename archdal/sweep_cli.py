@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archdal.cli import EXIT_USAGE, _Parser
 from archdal.config import RunConfig, Runtime
@@ -29,6 +29,9 @@ from archdal.grid import (
     save_hparams,
     trial_name,
 )
+
+if TYPE_CHECKING:
+    from archdal.tune import Sweep
 
 _FACTOR_TYPES = {"seeds": int, "init_sizes": int, "acq_sizes": int}
 
@@ -116,24 +119,25 @@ def _runtime(args: argparse.Namespace) -> Runtime:
 def _sweep(args: argparse.Namespace, name: str, runtime: Runtime, **extra: Any):
     from archdal.tune import Sweep, check_storage, default_storage
 
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise ConfigError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
-    return Sweep(
-        storage=check_storage(args.storage or default_storage()),
+    sweep = Sweep(
+        storage=(args.storage or default_storage()).expanduser().absolute(),
         name=name,
         runtime=runtime,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,
         **extra,
-    )
+    ).validate()
+    check_storage(sweep.storage)
+    return sweep
 
 
-def _connect(args: argparse.Namespace) -> None:
-    from archdal.tune import check_resources, connect
+def _connect(args: argparse.Namespace, sweep: Sweep) -> None:
+    from archdal.tune import check_fits_local_ray, connect
 
     connect(args.address, args.num_cpus, args.num_gpus)
-    check_resources(args.cpus_per_trial, args.gpus_per_trial, local=args.address is None)
+    if args.address is None:
+        check_fits_local_ray(sweep)
 
 
 def print_grid(configs: list[RunConfig], preset: str) -> None:
@@ -141,11 +145,11 @@ def print_grid(configs: list[RunConfig], preset: str) -> None:
     for name, field in FACTORS.items():
         values = sorted({getattr(c, field) for c in configs}, key=str)
         print(f"  {name:<11} {', '.join(map(str, values))}")
-    first = configs[0].to_dict()
+    dicts = [c.to_dict() for c in configs]
     shared = {
         k: v
-        for k, v in first.items()
-        if k not in FACTORS.values() and all(c.to_dict()[k] == v for c in configs)
+        for k, v in dicts[0].items()
+        if k not in FACTORS.values() and all(d[k] == v for d in dicts)
     }
     print("  shared      " + ", ".join(f"{k}={v}" for k, v in sorted(shared.items())))
     for config in configs:
@@ -179,14 +183,12 @@ def focus1_main(argv: list[str] | None = None) -> int:
         from archdal.tune import check_new_or_resumable, run_trajectories, summarize
 
         runtime = _runtime(args)
-        if args.max_failures < 0:
-            raise ConfigError(f"--max-failures must be zero or positive, got {args.max_failures}")
         sweep = _sweep(
             args, args.name or f"focus1-{args.preset}", runtime, max_failures=args.max_failures
         )
         check_new_or_resumable(sweep, configs, args.resume)
         check_budgets(configs, runtime)
-        _connect(args)
+        _connect(args, sweep)
     except ArchdalError as err:
         sys.stderr.write(f"focus1: error: {err}\n")
         return EXIT_USAGE
@@ -257,7 +259,7 @@ def tune_hparams_main(argv: list[str] | None = None) -> int:
         check_budgets(list(bases.values()), runtime)
         out = (args.out or sweep.storage / f"{sweep.name}.json").expanduser().absolute()
         best = load_hparams(out) if out.exists() else {}  # tuning more pairs adds to a file
-        _connect(args)
+        _connect(args, sweep)
     except ArchdalError as err:
         sys.stderr.write(f"tune_hparams: error: {err}\n")
         return EXIT_USAGE

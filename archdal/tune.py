@@ -28,7 +28,7 @@ from ray import tune
 from archdal.config import RunConfig, Runtime
 from archdal.errors import ConfigError, DataError
 from archdal.grid import TUNED_FIELDS, hparams_key, trial_name
-from archdal.loop import Trajectory
+from archdal.loop import Trajectory, atomic_write
 
 CHECKPOINT_NAME = "trajectory.pt"
 SWEEP_FILE = "archdal_sweep.json"
@@ -149,19 +149,11 @@ def connect(address: str | None, num_cpus: float | None = None, num_gpus: float 
         ) from err
 
 
-def check_resources(cpus_per_trial: float, gpus_per_trial: float, local: bool) -> None:
-    """A trial larger than the local Ray would wait forever; say so before starting."""
-    if cpus_per_trial <= 0 or gpus_per_trial < 0:
-        raise ConfigError(
-            f"--cpus-per-trial must be positive and --gpus-per-trial zero or positive, got "
-            f"{cpus_per_trial} and {gpus_per_trial}"
-        )
-    if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
-        raise ConfigError(f"--gpus-per-trial above 1 must be whole, got {gpus_per_trial}")
-    if not local:
-        return  # an autoscaling cluster may add what it does not have yet
+def check_fits_local_ray(sweep: Sweep) -> None:
+    """A trial larger than the local Ray would wait forever; say so before starting. (An
+    autoscaling cluster may add what it does not have yet, so only a local Ray is checked.)"""
     have = ray.cluster_resources()
-    for name, need in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
+    for name, need in (("CPU", sweep.cpus_per_trial), ("GPU", sweep.gpus_per_trial)):
         if need > have.get(name, 0):
             raise ConfigError(
                 f"each trial asks for {need} {name} but the local Ray has {have.get(name, 0)}; "
@@ -169,16 +161,14 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float, local: bool) -
             )
 
 
-def check_storage(storage: Path) -> Path:
-    """Absolute, existing or creatable, writable: checked before any trial starts."""
-    storage = storage.expanduser().absolute()
+def check_storage(storage: Path) -> None:
+    """Existing or creatable, and writable: checked before any trial starts."""
     try:
         storage.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=storage, prefix=".archdal-write-test-"):
             pass
     except OSError as err:
         raise ConfigError(f"--storage {storage} is not writable ({err})") from err
-    return storage
 
 
 def _trial_dirname(trial) -> str:
@@ -209,6 +199,21 @@ class Sweep:
     def path(self) -> Path:
         return self.storage / self.name
 
+    def validate(self) -> Sweep:
+        """Placement and retry settings that make sense on any cluster; return self."""
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            raise ConfigError(
+                f"--cpus-per-trial must be positive and --gpus-per-trial zero or positive, got "
+                f"{self.cpus_per_trial} and {self.gpus_per_trial}"
+            )
+        if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
+            raise ConfigError(f"--gpus-per-trial above 1 must be whole, got {self.gpus_per_trial}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
+        if self.max_failures < 0:
+            raise ConfigError(f"--max-failures must be zero or positive, got {self.max_failures}")
+        return self
+
 
 def _run_config(sweep: Sweep) -> tune.RunConfig:
     return tune.RunConfig(
@@ -227,9 +232,8 @@ def write_sweep_file(sweep: Sweep, configs: list[RunConfig], extra: dict[str, An
         "name": sweep.name,
         "trials": [c.to_dict() for c in configs],
     } | extra
-    tmp = sweep.path / f".{SWEEP_FILE}.tmp"
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    tmp.replace(sweep.path / SWEEP_FILE)
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    atomic_write(sweep.path / SWEEP_FILE, lambda fh: fh.write(text))
 
 
 def read_sweep_file(path: Path) -> dict[str, Any]:
@@ -339,7 +343,7 @@ def tune_hparams(
 def summarize(results: tune.ResultGrid) -> tuple[int, list[str]]:
     """Number of trials and one line per errored trial."""
     failed = [
-        f"{Path(r.path).name}: {str(r.error).strip().splitlines()[-1] if r.error else ''}"
+        f"{Path(r.path).name}: {str(r.error).strip().splitlines()[-1]}"
         for r in results
         if r.error is not None
     ]
