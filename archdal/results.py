@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -19,6 +20,18 @@ from archdal.errors import DataError
 from archdal.grid import FACTORS
 
 FACTOR_COLUMNS = tuple(FACTORS.values())
+SWEEP_FILE = "archdal_sweep.json"  # the grid a sweep script ran, beside its trials
+SWEEP_FORMAT = "archdal-sweep/1"
+
+
+def read_sweep_file(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads((path / SWEEP_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path / SWEEP_FILE} is unreadable ({err})") from err
+    if document.get("format") != SWEEP_FORMAT:
+        raise DataError(f"{path / SWEEP_FILE} is not an archdal sweep file")
+    return document
 
 
 def trial_dirs(experiment: Path) -> list[Path]:

@@ -169,7 +169,26 @@ def build_focus1_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-failures", type=int, default=3, help="retries of a failed trial")
     p.add_argument("--resume", action="store_true", help="finish the interrupted experiment")
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
+    p.add_argument(
+        "--report",
+        type=Path,
+        help="where the end-of-sweep report goes (default: the experiment's report/ folder)",
+    )
+    p.add_argument("--no-report", action="store_true", help="skip the end-of-sweep report")
     return p
+
+
+def write_report(experiment: Path, out: Path | None, prog: str) -> None:
+    """The analysis report of the sweep just run; a sweep that cannot be reported on (say,
+    no random baseline) still succeeded, so this warns instead of failing."""
+    from archdal.report import build_report
+
+    try:
+        page = build_report([experiment], out or experiment / "report")
+    except ArchdalError as err:
+        print(f"{prog}: report not written: {err}", file=sys.stderr)
+        return
+    print(f"{prog}: report {page}")
 
 
 def focus1_main(argv: list[str] | None = None) -> int:
@@ -187,6 +206,10 @@ def focus1_main(argv: list[str] | None = None) -> int:
             args, args.name or f"focus1-{args.preset}", runtime, max_failures=args.max_failures
         )
         check_new_or_resumable(sweep, configs, args.resume)
+        if args.report and not args.no_report:
+            from archdal.report import check_report_out
+
+            check_report_out(args.report)
         check_budgets(configs, runtime)
         _connect(args, sweep)
     except ArchdalError as err:
@@ -203,6 +226,8 @@ def focus1_main(argv: list[str] | None = None) -> int:
     print(f"        tensorboard --logdir {sweep.path}")
     for line in failed:
         print(f"focus1: failed: {line}", file=sys.stderr)
+    if not args.no_report:
+        write_report(sweep.path, args.report, "focus1")
     return 1 if failed else 0
 
 

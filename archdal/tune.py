@@ -29,10 +29,9 @@ from archdal.config import RunConfig, Runtime
 from archdal.errors import ConfigError, DataError
 from archdal.grid import TUNED_FIELDS, hparams_key, trial_name
 from archdal.loop import Trajectory, atomic_write
+from archdal.results import SWEEP_FILE, SWEEP_FORMAT, read_sweep_file
 
 CHECKPOINT_NAME = "trajectory.pt"
-SWEEP_FILE = "archdal_sweep.json"
-SWEEP_FORMAT = "archdal-sweep/1"
 
 
 def digest(indices: torch.Tensor) -> str:
@@ -234,16 +233,6 @@ def write_sweep_file(sweep: Sweep, configs: list[RunConfig], extra: dict[str, An
     } | extra
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     atomic_write(sweep.path / SWEEP_FILE, lambda fh: fh.write(text))
-
-
-def read_sweep_file(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads((path / SWEEP_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{path / SWEEP_FILE} is unreadable ({err})") from err
-    if document.get("format") != SWEEP_FORMAT:
-        raise DataError(f"{path / SWEEP_FILE} is not an archdal sweep file")
-    return document
 
 
 def check_new_or_resumable(sweep: Sweep, configs: list[RunConfig], resume: bool) -> None:

@@ -7,6 +7,7 @@ own Ray and a killed process cannot take pytest with it.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import secrets
 import signal
@@ -150,6 +151,51 @@ def test_local_sweep_on_mnist_reports_every_round_once(tmp_path, data_dir):
         assert [s.step for s in scalars] == [20, 40, 60]
         rows = table[table["trial"] == trial.name]
         assert [round(s.value, 5) for s in scalars] == [round(v, 5) for v in rows["test_acc"]]
+
+    # The sweep ends with the analysis report of what it ran.
+    assert f"focus1: report {experiment / 'report' / 'report.html'}" in done.stdout
+    check_report(experiment / "report", table)
+    # A replayed round (a trial restored from an older snapshot reports it again) is kept
+    # once, the last report winning; the report command reads the same table.
+    trial = trial_dirs(experiment)[0]
+    lines = (trial / "result.json").read_text().splitlines()
+    replay = json.loads(lines[1]) | {"test_acc": 0.5}
+    with open(trial / "result.json", "a") as fh:
+        fh.write(json.dumps(replay) + "\n")
+    replayed = load_rounds(experiment)
+    assert len(replayed) == len(table)
+    row = replayed[(replayed["trial"] == trial.name) & (replayed["round"] == 1)]
+    assert row["test_acc"].tolist() == [0.5]
+    report = subprocess.run(
+        [sys.executable, str(REPO / "analysis" / "report.py"), str(experiment),
+         "--out", str(tmp_path / "report")],
+        capture_output=True, text=True, env=_env(), cwd=REPO,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    check_report(tmp_path / "report", replayed)
+
+
+def check_report(out: Path, table) -> None:
+    """summary.csv has a row per strategy, every figure is a real PNG (and PDF), and the
+    HTML embeds and links each of them."""
+    import pandas as pd
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["strategy"]) == sorted(table["strategy"].unique())
+    final = table[table["round"] == table["round"].max()].groupby("strategy")["test_acc"].mean()
+    assert summary.set_index("strategy")["final_acc_mean"].to_dict() == pytest.approx(
+        final.to_dict()
+    )
+    assert summary.set_index("strategy").loc["random", "gain_pp_mean"] == 0
+    page = (out / "report.html").read_text()
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert {p.stem for p in pngs} >= {"labeling_efficiency", "accuracy_gain", "learning_curves",
+                                      "strategy_ranks", "spread_across_strategies"}  # fmt: skip
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert png.with_suffix(".pdf").stat().st_size > 1000
+        assert f"figures/{png.name}" in page
+    assert page.count("data:image/png;base64,") == len(pngs)
 
 
 def _free_port() -> int:

@@ -1,0 +1,222 @@
+"""The paper's figures from the metric tables (`archdal.metrics`), as PNG and PDF.
+
+Every figure has one panel per *facet*: the setting columns that the figure does not draw
+inside a panel (usually dataset, sizes, augmentation). Colours follow one fixed strategy
+order so a strategy looks the same in every figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from archdal.config import STRATEGIES
+from archdal.metrics import BASELINE, setting_columns
+
+COLORS = dict(zip(STRATEGIES, plt.get_cmap("tab10").colors, strict=False))
+LABELS = {"least_confidence": "least conf.", "badge": "BADGE", "bald": "BALD"}
+PANEL_WIDTH, PANEL_HEIGHT, MAX_COLUMNS = 5.0, 3.4, 3
+
+
+def strategy_label(strategy: str) -> str:
+    return LABELS.get(strategy, strategy)
+
+
+def _curve_label(strategy: str, pretrain: str) -> str:
+    return strategy_label(strategy) + (f" + {pretrain} pretraining" if pretrain != "none" else "")
+
+
+def facets(table: pd.DataFrame, inside: Iterable[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) per combination of the setting columns not drawn inside a panel;
+    columns with a single value stay out of the titles."""
+    drawn = set(inside)
+    keys = [c for c in setting_columns(table) if c not in drawn]
+    varying = [c for c in keys if table[c].nunique() > 1 or c == "dataset"]
+    if not keys:
+        return [("", table)]
+    out = []
+    for key, rows in table.groupby(keys, dropna=False, sort=True):
+        values = dict(zip(keys, key, strict=True))
+        out.append((", ".join(_describe(c, values[c]) for c in varying), rows))
+    return out
+
+
+def _describe(column: str, value) -> str:
+    names = {"init_size": "init", "acq_size": "acq", "pretrain": "pretrain"}
+    if column == "dataset":
+        return str(value)
+    if column == "augment":
+        return "augmented" if value else "no augmentation"
+    return f"{names.get(column, column)} {value}"
+
+
+def _grid(panels: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
+    columns = min(panels, MAX_COLUMNS)
+    rows = -(-panels // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(PANEL_WIDTH * columns, PANEL_HEIGHT * rows + 0.6), squeeze=False
+    )
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig, list(axes.flat[:panels])
+
+
+def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    fig.tight_layout()
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
+
+
+def _ordered(values: Iterable[str]) -> list[str]:
+    rank = {s: i for i, s in enumerate(STRATEGIES)}
+    return sorted(set(values), key=lambda s: (rank.get(s, len(rank)), s))
+
+
+def _arch_labels(rows: pd.DataFrame) -> pd.Series:
+    if "arch_mode" in rows.columns:
+        return rows["arch"] + np.where(rows["arch_mode"] == "fixed", "", "-" + rows["arch_mode"])
+    return rows["arch"]
+
+
+def relative_bars(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
+    """Figures 2–5 style: per architecture a bar per strategy (mean ± std over seeds), with
+    pretraining hatched, against random's reference line."""
+    reference, name, ylabel = {
+        "labeling_efficiency": (1.0, "labeling_efficiency", "labeling efficiency (× random)"),
+        "gain_pp": (0.0, "accuracy_gain", "test-accuracy gain over random (pp)"),
+    }[metric]
+    rows_all = summary[summary["strategy"] != BASELINE].assign(arch_label=_arch_labels(summary))
+    panels = facets(rows_all, ["arch", "arch_mode", "pretrain"])
+    fig, axes = _grid(len(panels), ylabel)
+    for ax, (title, rows) in zip(axes, panels, strict=True):
+        archs = sorted(rows["arch_label"].unique())
+        strategies = _ordered(rows["strategy"])
+        pretrains = sorted(rows["pretrain"].unique())
+        bars = len(strategies) * len(pretrains)
+        width = 0.8 / bars
+        for s_index, strategy in enumerate(strategies):
+            for p_index, pretrain in enumerate(pretrains):
+                chosen = rows[(rows["strategy"] == strategy) & (rows["pretrain"] == pretrain)]
+                chosen = chosen.set_index("arch_label").reindex(archs)
+                offset = (s_index * len(pretrains) + p_index - (bars - 1) / 2) * width
+                ax.bar(
+                    np.arange(len(archs)) + offset,
+                    chosen[f"{metric}_mean"],
+                    width,
+                    yerr=chosen[f"{metric}_std"].fillna(0),
+                    color=COLORS.get(strategy),
+                    hatch="//" if pretrain != "none" else None,
+                    edgecolor="black",
+                    linewidth=0.4,
+                    error_kw={"linewidth": 0.8},
+                    label=_curve_label(strategy, pretrain),
+                )
+        ax.axhline(reference, color="black", linestyle="--", linewidth=1, label="random")
+        ax.set_xticks(np.arange(len(archs)), archs, rotation=20)
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize="small", ncols=2)
+    return _save(fig, out, name)
+
+
+def learning_curves(table: pd.DataFrame, out: Path) -> list[Path]:
+    """Figure 6 style: test accuracy against labels per strategy, mean over seeds with a
+    ±1 std band, one panel per architecture; pretrained runs dashed."""
+    table = table.assign(arch_label=_arch_labels(table))
+    panels = []
+    for title, rows in facets(table, ["arch", "arch_mode", "pretrain"]):
+        for arch, arch_rows in rows.groupby("arch_label"):
+            panels.append((f"{title}: {arch}" if title else arch, arch_rows))
+    fig, axes = _grid(len(panels), "test accuracy over the course of active learning")
+    for ax, (title, rows) in zip(axes, panels, strict=True):
+        for (strategy, pretrain), curve in rows.groupby(["strategy", "pretrain"]):
+            stats = curve.groupby("n_labeled")["test_acc"].agg(["mean", "std"]).fillna(0)
+            style = "--" if pretrain != "none" else "-"
+            n = stats.index.to_numpy()
+            ax.plot(n, 100 * stats["mean"], style, color=COLORS.get(strategy), marker=".",
+                    label=_curve_label(strategy, pretrain))  # fmt: skip
+            ax.fill_between(n, 100 * (stats["mean"] - stats["std"]),
+                            100 * (stats["mean"] + stats["std"]),
+                            color=COLORS.get(strategy), alpha=0.15, linewidth=0)  # fmt: skip
+        ax.set_title(title)
+        ax.set_xlabel("labelled examples")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return _save(fig, out, "learning_curves")
+
+
+def spread_bands(spread: pd.DataFrame, across: str, out: Path) -> list[Path]:
+    """Figures 8 and 10 style: the band between the best and the worst seed-mean accuracy
+    as `across` varies, against labels; one band per architecture (across strategies) or
+    per strategy (across architectures)."""
+    held = "arch" if across == "strategy" else "strategy"
+    spread = spread.copy()
+    spread["band"] = _arch_labels(spread) if held == "arch" else spread["strategy"]
+    if held == "arch":  # Figure 8: one panel per facet, a band per architecture
+        panels = facets(spread, ["arch", "arch_mode"])
+    else:  # Figure 10: a panel per strategy, its band across architectures
+        panels = [
+            (f"{facet}: {strategy_label(band)}" if facet else strategy_label(band), rows)
+            for facet, facet_rows in facets(spread, [])
+            for band, rows in facet_rows.groupby("band")
+        ]
+    title = (
+        "spread across strategies, per architecture"
+        if across == "strategy"
+        else "spread across architectures, per strategy"
+    )
+    fig, axes = _grid(len(panels), title)
+    bands = sorted(spread["band"].unique())
+    palette = plt.get_cmap("tab10").colors
+    for ax, (facet, rows) in zip(axes, panels, strict=True):
+        for i, band in enumerate(bands):
+            curve = rows[rows["band"] == band].sort_values("n_labeled")
+            if curve.empty:
+                continue
+            color = COLORS.get(band) if held == "strategy" else palette[i % len(palette)]
+            ax.fill_between(curve["n_labeled"], 100 * curve["min_acc"], 100 * curve["max_acc"],
+                            color=color, alpha=0.3, linewidth=0)  # fmt: skip
+            ax.plot(curve["n_labeled"], 100 * curve["min_acc"], color=color, linewidth=0.8)
+            ax.plot(curve["n_labeled"], 100 * curve["max_acc"], color=color, linewidth=0.8,
+                    label=strategy_label(band))  # fmt: skip
+        ax.set_title(facet)
+        ax.set_xlabel("labelled examples")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        if held == "arch":
+            ax.legend(fontsize="small")
+    return _save(fig, out, f"spread_across_{'strategies' if across == 'strategy' else 'archs'}")
+
+
+def rank_heatmap(summary: pd.DataFrame, out: Path) -> list[Path]:
+    """Strategy rank (1 = best mean AUC, random included) per architecture."""
+    summary = summary.assign(arch_label=_arch_labels(summary))
+    panels = facets(summary, ["arch", "arch_mode"])
+    fig, axes = _grid(len(panels), "strategy rank by area under the learning curve (1 = best)")
+    for ax, (title, rows) in zip(axes, panels, strict=True):
+        ranks = rows.pivot_table(index="arch_label", columns="strategy", values="rank")
+        ranks = ranks[_ordered(ranks.columns)]
+        ax.imshow(ranks.to_numpy(), cmap="viridis_r", vmin=1, vmax=max(2, ranks.shape[1]),
+                  aspect="auto")  # fmt: skip
+        ax.set_xticks(range(ranks.shape[1]), [strategy_label(s) for s in ranks.columns],
+                      rotation=40, ha="right")  # fmt: skip
+        ax.set_yticks(range(ranks.shape[0]), ranks.index)
+        for (i, j), value in np.ndenumerate(ranks.to_numpy()):
+            if not np.isnan(value):
+                dark = value > (ranks.shape[1] + 1) / 2
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center",
+                        color="white" if dark else "black")  # fmt: skip
+        ax.set_title(title)
+    return _save(fig, out, "strategy_ranks")

@@ -1,0 +1,138 @@
+"""The report command on experiment folders laid out as Ray Tune writes them."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from archdal import RunConfig
+from archdal.errors import DataError
+from archdal.report import build_report, main
+from archdal.results import load_rounds
+
+from .conftest import REPO
+
+ARCHS = ("resnet18", "vgg11")
+STRATEGIES = ("random", "margin", "badge")
+
+
+def accuracy(arch: str, strategy: str, pretrain: str, seed: int, round_: int) -> float:
+    """Distinct, known curves: badge > margin > random on resnet18, reversed on vgg11."""
+    order = STRATEGIES.index(strategy) if arch == "resnet18" else 2 - STRATEGIES.index(strategy)
+    return 0.5 + 0.1 * round_ + 0.01 * order * round_ + 0.002 * seed + 0.01 * (pretrain != "none")
+
+
+def write_experiment(path, rounds=2, seeds=(0, 1), skip=()):
+    """params.json + result.json per trial, as Tune writes them; `skip` leaves trials out."""
+    path.mkdir(parents=True)
+    for arch in ARCHS:
+        for strategy in STRATEGIES:
+            for pretrain in ("none", "unsupervised"):
+                for seed in seeds:
+                    if (arch, strategy, seed) in skip:
+                        continue
+                    config = RunConfig(dataset="mnist", arch=arch, strategy=strategy,
+                                       pretrain=pretrain, seed=seed, init_size=100,
+                                       acq_size=100, rounds=rounds)  # fmt: skip
+                    trial = path / f"{arch}-{strategy}-{pretrain}-{seed}"
+                    trial.mkdir()
+                    (trial / "params.json").write_text(json.dumps({"run": config.to_dict()}))
+                    lines = [
+                        json.dumps({"round": r, "n_labeled": 100 * (r + 1), "final": r == rounds,
+                                    "test_acc": accuracy(arch, strategy, pretrain, seed, r)})
+                        for r in range(rounds + 1)
+                    ]  # fmt: skip
+                    (trial / "result.json").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_report_tables_figures_and_html(tmp_path):
+    experiment = write_experiment(tmp_path / "focus1-test")
+    page = build_report([experiment], tmp_path / "report")
+    out = page.parent
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == len(ARCHS) * len(STRATEGIES) * 2
+    badge = summary.query("arch == 'resnet18' and strategy == 'badge' and pretrain == 'none'")
+    # rounds 1, 2: gain 2·0.01·r over random, in pp → mean of 2 and 4
+    assert badge["gain_pp_mean"].item() == pytest.approx(3.0)
+    assert badge["rank"].item() == 1 and badge["seeds"].item() == 2
+    agreement = pd.read_csv(out / "rank_agreement.csv")
+    assert sorted(agreement["pretrain"]) == ["none", "unsupervised"]
+    assert agreement["kendall_tau"].tolist() == pytest.approx([-1.0, -1.0])
+    spread = pd.read_csv(out / "spread_strategies.csv")
+    assert spread.query("arch == 'vgg11' and round == 2 and pretrain == 'none'")[
+        "spread_pp"
+    ].item() == pytest.approx(4.0)
+    html = page.read_text()
+    for name in ("labeling_efficiency", "accuracy_gain", "learning_curves", "strategy_ranks",
+                 "spread_across_strategies", "spread_across_archs"):  # fmt: skip
+        png = out / "figures" / f"{name}.png"
+        assert png.stat().st_size > 5000 and (out / "figures" / f"{name}.pdf").exists()
+        assert f"figures/{name}.png" in html
+    assert "focus1-test" in html and "Kendall" in html
+
+    # Written again in place: the old report is replaced, nothing is left beside it.
+    build_report([experiment], out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["focus1-test", "report"]
+
+
+def test_report_on_a_running_experiment_cuts_to_common_rounds(tmp_path):
+    experiment = write_experiment(tmp_path / "running")
+    trial = experiment / "vgg11-margin-none-1"
+    lines = (trial / "result.json").read_text().splitlines()
+    (trial / "result.json").write_text(lines[0] + "\n" + lines[1][:10])  # a cut last line
+    build_report([experiment], tmp_path / "report")
+    rounds = pd.read_csv(tmp_path / "report" / "rounds.csv")
+    vgg = rounds.query("arch == 'vgg11' and pretrain == 'none'")
+    assert vgg["round"].max() == 0
+    assert rounds.query("arch == 'resnet18'")["round"].max() == 2
+
+
+def test_trials_without_their_random_seed_are_listed_not_compared(tmp_path):
+    experiment = write_experiment(tmp_path / "e", skip={("vgg11", "random", 1)})
+    build_report([experiment], tmp_path / "report")
+    unpaired = pd.read_csv(tmp_path / "report" / "unpaired.csv")
+    assert set(unpaired["arch"]) == {"vgg11"} and set(unpaired["seed"]) == {1}
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert (summary.query("arch == 'vgg11'")["seeds"] == 1).all()
+    assert "left out of gain" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_report_errors_are_one_line_and_write_nothing(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "holds no Ray Tune trials" in capsys.readouterr().err
+    experiment = write_experiment(tmp_path / "no-random", skip={
+        (a, "random", s) for a in ARCHS for s in (0, 1)})  # fmt: skip
+    assert main([str(experiment), "--out", str(tmp_path / "r")]) == 2
+    assert "add random" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    with pytest.raises(DataError, match="holds no archdal report"):
+        build_report([write_experiment(tmp_path / "ok")], other)
+    assert (other / "mine.txt").read_text() == "keep"
+
+
+def test_several_experiments_load_into_one_table(tmp_path):
+    first = write_experiment(tmp_path / "a", seeds=(0,))
+    second = write_experiment(tmp_path / "b", seeds=(1,))
+    table = load_rounds([first, second])
+    assert set(table["experiment"]) == {"a", "b"}
+    assert len(table) == 2 * len(ARCHS) * len(STRATEGIES) * 2 * 3
+
+
+def test_report_script_runs_as_a_user_would(tmp_path):
+    experiment = write_experiment(tmp_path / "e", seeds=(0,))
+    done = subprocess.run(
+        [sys.executable, str(REPO / "analysis" / "report.py"), str(experiment), "--out",
+         str(tmp_path / "r")], capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "report:" in done.stdout and (tmp_path / "r" / "report.html").exists()
