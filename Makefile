@@ -1,6 +1,7 @@
 # `make test`: build .venv from the lock file, lint, run the suite.
 # `make demo`: build .venv, run the Focus 1 smoke sweep on a local Ray (MNIST when the data
 # directory has it, else scikit-learn's bundled digits) into runs/focus1-demo; run again to resume.
+# The sweep ends by writing its analysis report to runs/focus1-demo/report/report.html.
 # `make trajectory`: one active-learning trajectory without Ray, into runs/demo-<dataset>.
 PYTHON ?= python3
 VENV ?= .venv
