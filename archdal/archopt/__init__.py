@@ -1,0 +1,1 @@
+"""Architecture optimisation during active learning (paper, section 4)."""
