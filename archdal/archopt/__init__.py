@@ -1,2 +1,2 @@
-"""Architecture optimisation during active learning (paper, section 4): CNNs whose depth and
-width are inferred with the weights, and the fixed CNNs they are compared against."""
+"""Focus 2: CNNs whose architecture is fixed, inferred (Depth-Dropout, BBDropout) or searched
+(PDARTS) during active learning (paper, section 4)."""
