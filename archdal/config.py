@@ -21,7 +21,16 @@ TEXT_DATASETS = ("ag_news", "banking77", "dbpedia", "qnli", "csv")
 DATASETS = IMAGE_DATASETS + TEXT_DATASETS
 IMAGE_ARCHS = ("vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50")
 TEXT_ARCHS = ("bert", "distilbert", "roberta")
-ARCHS = IMAGE_ARCHS + TEXT_ARCHS
+# Focus 2: fixed CNNs of 1, 5 and 9 layers, and CNNs whose architecture is optimized.
+FIXED_CNNS = ("cnn1", "cnn5", "cnn9")
+OPTIMIZED_ARCHS = ("depth_dropout", "bbdropout", "pdarts")
+CNN_ARCHS = FIXED_CNNS + OPTIMIZED_ARCHS
+ARCHS = IMAGE_ARCHS + CNN_ARCHS + TEXT_ARCHS
+# fixed: the architecture as built; joint: architecture and weights optimized again every
+# round on the labelled set; spo / upo: optimized once before active learning on the initial
+# labelled pool / on unlabelled data with cluster pseudo-labels, then kept fixed.
+ARCH_MODES = ("fixed", "joint", "spo", "upo")
+PRE_OPTIMIZED = ("spo", "upo")
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge")
 PRETRAIN = ("none", "unsupervised")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -79,6 +88,35 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
+class ArchOptions:
+    """Sizes and priors of the Focus 2 CNNs (paper, section 4.2: K = 20 layers of 64 filters).
+
+    `pdarts` overrides fields of `archdal.archopt.pdarts.PdartsSettings` (channels, cells,
+    epochs per stage, ...), e.g. {"channels": 8, "epochs": 2}.
+    """
+
+    filters: int = 64
+    truncation: int = 20  # Depth-Dropout's K; BBDropout's number of gated layers
+    structure_samples: int = 2  # Depth-Dropout structures averaged per prediction
+    depth_prior_alpha: float = 1.0  # Beta(α, β) of the stick-breaking depth prior
+    depth_prior_beta: float = 10.0
+    filter_prior_alpha: float = 1e-4  # BBDropout's Beta(α, 1) prior over filters
+    lr: float = 0.01  # of the architecture parameters
+    pdarts: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("filters", "truncation", "structure_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"arch {name.replace('_', '-')} must be at least 1, got "
+                                  f"{getattr(self, name)}")  # fmt: skip
+        for name in ("depth_prior_alpha", "depth_prior_beta", "filter_prior_alpha", "lr"):
+            _positive(f"arch {name.replace('_', '-')}", getattr(self, name))
+        from archdal.archopt.pdarts import pdarts_settings
+
+        pdarts_settings(self.pdarts)
+
+
+@dataclass(frozen=True)
 class CsvOptions:
     """A researcher's own corpus (`dataset="csv"`): one CSV/TSV file, one row per example."""
 
@@ -130,6 +168,11 @@ class RunConfig:
     test_fraction: float = 0.2
     pretrain_options: PretrainConfig = field(default_factory=PretrainConfig)
     csv_options: CsvOptions = field(default_factory=CsvOptions)
+    # Focus 2: how the CNN's architecture is optimized, its sizes, and (spo/upo) the file a
+    # stage-one optimization wrote; "" optimizes in the trajectory itself.
+    arch_mode: str = "fixed"
+    arch_options: ArchOptions = field(default_factory=ArchOptions)
+    arch_source: str = ""
 
     @property
     def is_text(self) -> bool:
@@ -148,7 +191,7 @@ class RunConfig:
         """Check every field that can be checked without data; return self for chaining."""
         _choice("dataset", self.dataset, DATASETS)
         _choice("arch", self.arch, ARCHS)
-        archs = TEXT_ARCHS if self.is_text else IMAGE_ARCHS
+        archs = TEXT_ARCHS if self.is_text else IMAGE_ARCHS + CNN_ARCHS
         if self.arch not in archs:
             kind = "text" if self.is_text else "image"
             raise ConfigError(
@@ -192,7 +235,29 @@ class RunConfig:
         elif self.csv_options != CsvOptions():
             raise ConfigError(f"csv options apply to dataset 'csv', not {self.dataset!r}")
         self.pretrain_options.validate()
+        self._validate_architecture()
         return self
+
+    def _validate_architecture(self) -> None:
+        _choice("arch-mode", self.arch_mode, ARCH_MODES)
+        if self.arch in OPTIMIZED_ARCHS and self.arch_mode == "fixed":
+            raise ConfigError(
+                f"arch {self.arch!r} optimizes its architecture; choose arch-mode from: "
+                f"{', '.join(m for m in ARCH_MODES if m != 'fixed')}"
+            )
+        if self.arch not in OPTIMIZED_ARCHS and self.arch_mode != "fixed":
+            raise ConfigError(
+                f"arch-mode {self.arch_mode!r} needs an architecture to optimize; choose arch "
+                f"from: {', '.join(OPTIMIZED_ARCHS)} (or arch-mode fixed)"
+            )
+        if self.arch_source and self.arch_mode not in PRE_OPTIMIZED:
+            raise ConfigError(f"arch-source is a pre-optimized architecture; arch-mode "
+                              f"{self.arch_mode!r} does not load one")  # fmt: skip
+        if self.arch_mode == "upo" and self.pretrain != "none":
+            raise ConfigError("arch-mode upo already pretrains on unlabelled data; use "
+                              "pretrain none")  # fmt: skip
+        if self.arch in CNN_ARCHS:
+            self.arch_options.validate()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -208,6 +273,8 @@ class RunConfig:
             values["pretrain_options"] = PretrainConfig(**values["pretrain_options"])
         if "csv_options" in values:
             values["csv_options"] = CsvOptions(**values["csv_options"])
+        if "arch_options" in values:
+            values["arch_options"] = ArchOptions(**values["arch_options"])
         return cls(**values)
 
     def to_json(self) -> str:

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from archdal.config import (
+    ARCH_MODES,
     ARCHS,
     DATASETS,
     IMAGE_ARCHS,
+    OPTIMIZED_ARCHS,
     PRETRAIN,
     STRATEGIES,
     TEXT_ARCHS,
@@ -44,6 +46,7 @@ FACTORS = {
     "init_sizes": "init_size",
     "acq_sizes": "acq_size",
     "augment": "augment",
+    "arch_modes": "arch_mode",
 }
 TUNED_FIELDS = ("lr", "weight_decay", "batch_size")
 HPARAMS_FORMAT = "archdal-hparams/1"
@@ -88,6 +91,7 @@ def _factors(text: bool = False, **overrides: tuple[Any, ...]) -> dict[str, tupl
         "init_sizes": (TEXT_PROTOCOL["init_size"],) if text else (1000,),
         "acq_sizes": (TEXT_PROTOCOL["acq_size"],) if text else (1000,),
         "augment": (False,),
+        "arch_modes": ("fixed",),
     }
     return factors | overrides
 
@@ -195,6 +199,7 @@ _ALLOWED = {
     "archs": ARCHS,
     "strategies": STRATEGIES,
     "pretrain": PRETRAIN,
+    "arch_modes": ARCH_MODES,
 }
 _MODALITY = {"datasets": TEXT_DATASETS, "archs": TEXT_ARCHS}  # values that are text
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
@@ -278,6 +283,8 @@ def expand(
         base = grid.base | (grid.resolve() if grid.resolve else {}) | (settings or {})
         for combo in itertools.product(*(chosen[n] for n in names)):
             values = base | {FACTORS[n]: v for n, v in zip(names, combo, strict=True)}
+            if (values["arch"] in OPTIMIZED_ARCHS) != (values["arch_mode"] != "fixed"):
+                continue  # fixed architectures have one mode, optimized ones the other three
             if hparams is not None:
                 values |= hparams_for(hparams, values["dataset"], values["arch"])
             configs.append(RunConfig(**values).validate())
@@ -319,8 +326,9 @@ def check_budgets(configs: list[RunConfig], runtime: Runtime) -> None:
 def trial_name(config: RunConfig) -> str:
     """Readable and unique within a grid: every factor's value."""
     aug = "-aug" if config.augment else ""
+    mode = "" if config.arch_mode == "fixed" else f"-{config.arch_mode}"
     return (
-        f"{config.dataset}-{config.arch}-{config.strategy}-{config.pretrain}-s{config.seed}"
+        f"{config.dataset}-{config.arch}{mode}-{config.strategy}-{config.pretrain}-s{config.seed}"
         f"-i{config.init_size}-a{config.acq_size}{aug}"
     )
 

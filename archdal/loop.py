@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from archdal.config import RunConfig, Runtime
+from archdal.config import CNN_ARCHS, PRE_OPTIMIZED, RunConfig, Runtime
 from archdal.data import ImageData, Split, load_data, make_split
 from archdal.errors import ConfigError, DataError
 from archdal.models import ALModel, model_factory
@@ -30,7 +30,7 @@ from archdal.strategies import get_strategy
 from archdal.textdata import TextData
 from archdal.train import accuracy, train_model
 
-TIMING_FIELDS = ("train_seconds", "select_seconds", "pretrain_seconds")
+TIMING_FIELDS = ("train_seconds", "select_seconds", "pretrain_seconds", "archopt_seconds")
 CONFIG_FILE, ROUNDS_FILE, CHECKPOINT_FILE = "config.json", "rounds.jsonl", "checkpoint.pt"
 
 
@@ -73,13 +73,21 @@ class Trajectory:
         )  # fmt: skip
         check_budget(config, self.split)
         self.device = resolve_device(self.runtime.device)
-        self.build_model = model_factory(config, data)
+        self.focus2 = None
+        if config.arch in CNN_ARCHS:  # Focus 2: imported only where needed
+            from archdal.archopt import build as focus2
+
+            self.focus2 = focus2
+            self.build_model = focus2.cnn_builder(config, data)
+        else:
+            self.build_model = model_factory(config, data)
         self.data = data.to(self.device)
         self.round = 0
         self.labeled = self.split.initial.clone()
         self.rng = generator(derive_seed(config.seed, "trajectory"))
         self.records: list[dict[str, Any]] = []
         self.pretrained: dict[str, torch.Tensor] | None = None
+        self.pre_optimized: dict[str, Any] | None = None  # spo / upo architecture and weights
 
     @property
     def done(self) -> bool:
@@ -95,6 +103,25 @@ class Trajectory:
         )
         return time.perf_counter() - start
 
+    def _pre_optimize(self) -> float:
+        """Load the stage-one result the config names, or optimize here; its own time."""
+        c = self.config
+        if c.arch_source:
+            self.pre_optimized = self.focus2.load_result(c.arch_source, c)
+            return 0.0
+        self.pre_optimized = self.focus2.pre_optimize(
+            c, self.data, self.split, self.build_model, self.device, self.runtime.eval_batch_size
+        )
+        return self.pre_optimized["seconds"]
+
+    def _round_model(self, labeled: torch.Tensor, val: torch.Tensor, seed: int) -> ALModel:
+        if self.focus2 is None:
+            return self.new_model()
+        model = self.focus2.round_model(
+            self.config, self.data, self.build_model, self.pre_optimized, labeled, val, seed
+        )
+        return model.to(self.device)
+
     def run_round(self) -> dict[str, Any]:
         """Train on the labelled set, evaluate, and (unless last) acquire `acq_size` labels."""
         if self.done:
@@ -103,18 +130,23 @@ class Trajectory:
         record: dict[str, Any] = {"round": self.round, "n_labeled": len(self.labeled)}
         if c.pretrain == "unsupervised" and self.pretrained is None:
             record["pretrain_seconds"] = self._pretrain()
+        if c.arch_mode in PRE_OPTIMIZED and self.pre_optimized is None:
+            record["archopt_seconds"] = self._pre_optimize()
         init_seed, mc_seed = draw_seed(self.rng), draw_seed(self.rng)
         labeled = self.labeled.to(self.device)
         labeled_x = d.train_x[labeled]
         val = self.split.val.to(self.device)
         with global_torch_seed(init_seed):
-            model = self.new_model()
+            model = self._round_model(labeled, val, init_seed)
             if self.pretrained is not None:
                 model.load_state_dict(self.pretrained | model.classifier_state())
             result = train_model(
                 model, labeled_x, d.train_y[labeled], d.train_x[val], d.train_y[val],
                 c, derive_seed(init_seed, "batches"), batch,
             )  # fmt: skip
+        architecture = model.architecture_record()
+        if architecture:
+            record["architecture"] = architecture
         record |= {
             "test_acc": accuracy(model, d.test_x, d.test_y, batch),
             "val_acc": result.val_acc,
@@ -149,6 +181,7 @@ class Trajectory:
             "rng_state": self.rng.get_state(),
             "records": [dict(r) for r in self.records],
             "pretrained": self.pretrained,
+            "pre_optimized": self.pre_optimized,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -159,6 +192,7 @@ class Trajectory:
         self.rng.set_state(state["rng_state"])
         self.records = [dict(r) for r in state["records"]]
         self.pretrained = state["pretrained"]
+        self.pre_optimized = state.get("pre_optimized")
 
 
 def strip_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

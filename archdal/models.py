@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from archdal.config import IMAGE_ARCHS, RunConfig
@@ -60,6 +61,24 @@ class ALModel(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.neck(self.trunk(inputs)))
+
+    def training_loss(
+        self, inputs: torch.Tensor, labels: torch.Tensor, n_train: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss one training step minimises, and the logits for the running accuracy.
+        Models that infer their architecture add their KL term, scaled by `n_train`."""
+        logits = self(inputs)
+        return F.cross_entropy(logits, labels), logits
+
+    def architecture_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the architecture itself (variational posteriors over depth or
+        filters), trained at their own rate and frozen once an architecture is chosen."""
+        return []
+
+    def architecture_record(self) -> dict[str, Any]:
+        """The current architecture as JSON (depth, active filters, genotype); {} when the
+        architecture is fixed by construction."""
+        return {}
 
     def classifier_state(self) -> dict[str, torch.Tensor]:
         """The output layer's entries of `state_dict()`, to complete a backbone state."""

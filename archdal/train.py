@@ -113,9 +113,18 @@ def make_optimizer(
     model: ALModel, config: RunConfig, epochs: int, steps_per_epoch: int, lr: float | None = None
 ) -> Schedule:
     """SGD with momentum and a cosine schedule over `max_epochs`, Adam at a fixed rate, or
-    AdamW with linear warmup (`warmup_fraction` of the steps) and linear decay."""
+    AdamW with linear warmup (`warmup_fraction` of the steps) and linear decay. Trainable
+    architecture parameters form a group of their own (`arch_options.lr`); frozen ones
+    are left out."""
     lr = config.lr if lr is None else lr
-    params, decay = model.parameters(), config.weight_decay
+    architecture = {id(p) for p in model.architecture_parameters()}
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in architecture]
+    params: list[dict] = [{"params": weights}]
+    trained_architecture = [p for p in model.architecture_parameters() if p.requires_grad]
+    if trained_architecture:  # variational parameters: their own rate, no weight decay
+        params.append({"params": trained_architecture, "lr": config.arch_options.lr,
+                       "weight_decay": 0.0})  # fmt: skip
+    decay = config.weight_decay
     if config.optimizer == "adam":
         return Schedule(torch.optim.Adam(params, lr=lr, weight_decay=decay))
     if config.optimizer == "adamw":
@@ -143,8 +152,7 @@ def train_epoch(
         x, y = images[idx], labels[idx]
         if augment_rng is not None:
             x = augment_batch(x, augment_rng)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss, logits = model.training_loss(x, y, len(order))
         schedule.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         schedule.optimizer.step()

@@ -20,6 +20,7 @@ Decisions beyond the paper:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,17 @@ class PdartsSettings:
         )
         require(self.derived_cells >= 3, "derived_cells", "≥ 3 (so both cell types occur)")
         return self
+
+
+def pdarts_settings(overrides: dict) -> PdartsSettings:
+    """`PdartsSettings` with the fields of a JSON-friendly dict replaced (lists → tuples),
+    validated; an unknown field is an error naming the allowed ones."""
+    allowed = {f.name for f in dataclasses.fields(PdartsSettings)}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown pdarts settings {unknown}; allowed: {sorted(allowed)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return PdartsSettings(**values).validate()
 
 
 @dataclass(frozen=True)
