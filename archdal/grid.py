@@ -19,6 +19,7 @@ from typing import Any
 from archdal.config import (
     ARCH_MODES,
     ARCHS,
+    CNN_ARCHS,
     DATASETS,
     IMAGE_ARCHS,
     OPTIMIZED_ARCHS,
@@ -28,6 +29,7 @@ from archdal.config import (
     TEXT_DATASETS,
     TEXT_PRETRAIN_LR,
     TEXT_PROTOCOL,
+    ArchOptions,
     PretrainConfig,
     RunConfig,
     Runtime,
@@ -188,6 +190,85 @@ PRESETS = {
                     _TEXT_BASE
                     | dict(rounds=2, pool_size=1000, val_fraction=0.02, max_length=64, lr=3e-4),
                     resolve=_local_minilm,
+                ),
+            ),
+        ),
+    )
+}
+
+# Focus 2 (paper, section 4): fixed CNNs and optimized ones; `expand` keeps only the valid
+# arch × mode pairs (fixed CNNs: fixed; optimized ones: joint, spo, upo), 12 per dataset.
+_FOCUS2_FACTORS = _factors(archs=CNN_ARCHS, pretrain=("none",), arch_modes=ARCH_MODES)
+_SMALL_ARCH = ArchOptions(
+    filters=16, truncation=5,
+    pdarts={"channels": 8, "cells": [3, 4, 5], "epochs": 6, "warmup_epochs": 2,
+            "derived_channels": 16, "derived_cells": 3},
+)  # fmt: skip
+_FOCUS2_BASE = dict(optimizer="adam", lr=0.003)
+
+FOCUS2_PRESETS = {
+    p.name: p
+    for p in (
+        Preset(
+            "paper",
+            "the paper's Focus 2 grid: MNIST, Fashion-MNIST, CIFAR-10, SVHN × fixed CNNs of "
+            "1/5/9 layers and Depth-Dropout, BBDropout, PDARTS in joint/spo/upo mode (K = 20 "
+            "layers of 64 filters; PDARTS's CIFAR search) × 7 strategies × 3 seeds; initial "
+            "1,000, 25 rounds of 1,000",
+            (Grid(_FOCUS2_FACTORS, _FOCUS2_BASE | dict(lr=0.001)),),
+        ),
+        Preset(
+            "small",
+            "one CPU machine: MNIST × the 12 architecture × mode pairs at small sizes (5 "
+            "layers of 16 filters; a 3-stage PDARTS search of 8 channels) × random, margin, "
+            "BADGE × 2 seeds; 100 + 2 × 100 labels from a 2,000-image pool",
+            (
+                Grid(
+                    _FOCUS2_FACTORS
+                    | dict(
+                        datasets=("mnist",),
+                        seeds=(0, 1),
+                        init_sizes=(100,),
+                        acq_sizes=(100,),
+                        strategies=("random", "margin", "badge"),
+                    ),
+                    _FOCUS2_BASE
+                    | dict(
+                        rounds=2,
+                        pool_size=2000,
+                        val_fraction=0.01,
+                        max_epochs=60,
+                        patience=15,
+                        arch_options=_SMALL_ARCH,
+                        pretrain_options=PretrainConfig(clusters=10, epochs=3),
+                    ),
+                ),
+            ),
+        ),
+        Preset(
+            "smoke",
+            "minutes: scikit-learn digits, a fixed 5-layer CNN and Depth-Dropout in every "
+            "mode, random and margin, 40 + 40 labels",
+            (
+                Grid(
+                    _FOCUS2_FACTORS
+                    | dict(
+                        datasets=("digits",),
+                        archs=("cnn5", "depth_dropout"),
+                        strategies=("random", "margin"),
+                        seeds=(0,),
+                        init_sizes=(40,),
+                        acq_sizes=(40,),
+                    ),
+                    _FOCUS2_BASE
+                    | dict(
+                        rounds=1,
+                        pool_size=500,
+                        max_epochs=30,
+                        patience=10,
+                        arch_options=ArchOptions(filters=8, truncation=4),
+                        pretrain_options=PretrainConfig(clusters=10, epochs=2),
+                    ),
                 ),
             ),
         ),

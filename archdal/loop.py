@@ -104,14 +104,16 @@ class Trajectory:
         return time.perf_counter() - start
 
     def _pre_optimize(self) -> float:
-        """Load the stage-one result the config names, or optimize here; its own time."""
+        """Load the stage-one result the config names, or optimize here; the optimization's
+        own time, wherever it ran."""
         c = self.config
-        if c.arch_source:
+        if not c.arch_source:
+            self.pre_optimized = self.focus2.pre_optimize(
+                c, self.data, self.split, self.build_model, self.device,
+                self.runtime.eval_batch_size,
+            )  # fmt: skip
+        else:
             self.pre_optimized = self.focus2.load_result(c.arch_source, c)
-            return 0.0
-        self.pre_optimized = self.focus2.pre_optimize(
-            c, self.data, self.split, self.build_model, self.device, self.runtime.eval_batch_size
-        )
         return self.pre_optimized["seconds"]
 
     def _round_model(self, labeled: torch.Tensor, val: torch.Tensor, seed: int) -> ALModel:

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archdal.cli import EXIT_USAGE, _Parser
-from archdal.config import RunConfig, Runtime
+from archdal.config import PRE_OPTIMIZED, RunConfig, Runtime
 from archdal.data import default_data_dir
 from archdal.errors import ArchdalError, ConfigError
 from archdal.grid import (
     FACTORS,
+    FOCUS2_PRESETS,
     PRESETS,
+    Preset,
     check_budgets,
     expand,
     hparams_key,
@@ -44,13 +46,15 @@ def _typed(name: str, values: list[str]) -> tuple[Any, ...]:
         raise ConfigError(f"--{name.replace('_', '-')}: {err}") from err
 
 
-def _add_grid_arguments(p: argparse.ArgumentParser, default_preset: str) -> None:
+def _add_grid_arguments(
+    p: argparse.ArgumentParser, default_preset: str, presets: dict[str, Preset] = PRESETS
+) -> None:
     g = p.add_argument_group("grid")
     g.add_argument(
         "--preset",
         default=default_preset,
-        choices=sorted(PRESETS),
-        help="; ".join(f"{n}: {PRESETS[n].description}" for n in sorted(PRESETS)),
+        choices=sorted(presets),
+        help="; ".join(f"{n}: {presets[n].description}" for n in sorted(presets)),
     )
     for name in FACTORS:
         g.add_argument(
@@ -95,14 +99,18 @@ def _add_placement_arguments(p: argparse.ArgumentParser, name_hint: str) -> None
     d.add_argument("--eval-batch-size", type=int, default=Runtime().eval_batch_size)
 
 
-def _grid(args: argparse.Namespace, hparams: dict[str, Any] | None = None) -> list[RunConfig]:
+def _grid(
+    args: argparse.Namespace,
+    hparams: dict[str, Any] | None = None,
+    presets: dict[str, Preset] = PRESETS,
+) -> list[RunConfig]:
     factors = {
         name: _typed(name, getattr(args, name))
         for name in FACTORS
         if getattr(args, name) is not None
     }
     settings = dict(parse_setting(text) for text in args.set)
-    return expand(PRESETS[args.preset], factors, settings, hparams)
+    return expand(presets[args.preset], factors, settings, hparams)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -157,15 +165,21 @@ def print_grid(configs: list[RunConfig], preset: str) -> None:
     print(f"{len(configs)} trials")
 
 
-def build_focus1_parser() -> argparse.ArgumentParser:
+def build_focus1_parser(focus: int = 1) -> argparse.ArgumentParser:
+    description = {
+        1: "Focus 1 as a Ray Tune sweep: one trial per active-learning trajectory.",
+        2: "Focus 2 as Ray Tune sweeps: stage one pre-optimizes architectures (spo, upo) as "
+        "trials of their own; stage two runs one trial per active-learning trajectory, "
+        "loading them.",
+    }[focus]
     p = _Parser(
-        prog="sweeps/focus1.py",
-        description="Focus 1 as a Ray Tune sweep: one trial per active-learning trajectory.",
+        prog=f"sweeps/focus{focus}.py",
+        description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _add_grid_arguments(p, "smoke")
+    _add_grid_arguments(p, "smoke", PRESETS if focus == 1 else FOCUS2_PRESETS)
     p.add_argument("--hparams", type=Path, help="tuned lr/weight decay/batch size per dataset×arch")
-    _add_placement_arguments(p, "focus1-PRESET")
+    _add_placement_arguments(p, f"focus{focus}-PRESET")
     p.add_argument("--max-failures", type=int, default=3, help="retries of a failed trial")
     p.add_argument("--resume", action="store_true", help="finish the interrupted experiment")
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
@@ -229,6 +243,100 @@ def focus1_main(argv: list[str] | None = None) -> int:
     if not args.no_report:
         write_report(sweep.path, args.report, "focus1")
     return 1 if failed else 0
+
+
+def stage_one(configs: list[RunConfig], results_dir: Path) -> tuple[list, list[RunConfig]]:
+    """The distinct pre-optimizations the AL configs need (as configs of their own), and
+    the AL configs pointing at the files those will write."""
+    from archdal.archopt.build import pre_optimization_name
+
+    jobs: dict[str, RunConfig] = {}
+    trajectories = []
+    for config in configs:
+        if config.arch_mode not in PRE_OPTIMIZED:
+            trajectories.append(config)
+            continue
+        name = pre_optimization_name(config)
+        jobs.setdefault(name, dataclasses.replace(config, strategy="random", rounds=0))
+        source = str(results_dir / f"{name}.pt")
+        trajectories.append(dataclasses.replace(config, arch_source=source))
+    return list(jobs.values()), trajectories
+
+
+def _stage_name(config: RunConfig) -> str:
+    from archdal.archopt.build import pre_optimization_name
+
+    return pre_optimization_name(config)
+
+
+def focus2_main(argv: list[str] | None = None) -> int:
+    """Stage one (pre-optimizations) then stage two (the AL trials), each its own Tune
+    experiment; `--resume` restores whichever was interrupted and runs what is left."""
+    args = build_focus1_parser(focus=2).parse_args(argv)
+    try:
+        hparams = load_hparams(args.hparams) if args.hparams else None
+        grid = _grid(args, hparams, FOCUS2_PRESETS)
+        if args.dry_run:
+            print_grid(grid, args.preset)
+            return 0
+        from archdal.tune import check_new_or_resumable, run_trajectories, summarize
+
+        runtime = _runtime(args)
+        name = args.name or f"focus2-{args.preset}"
+        sweep = _sweep(args, name, runtime, max_failures=args.max_failures)
+        stage = dataclasses.replace(sweep, name=f"{name}-archopt")
+        jobs, configs = stage_one(grid, stage.path / "results")
+        check_new_or_resumable(sweep, configs, args.resume and _started(sweep))
+        if jobs:
+            check_new_or_resumable(stage, jobs, args.resume and _started(stage))
+        if args.resume and not (_started(sweep) or _started(stage)):
+            raise ConfigError(f"--resume: no experiment to resume at {sweep.path} (check "
+                              "--storage and --name)")  # fmt: skip
+        if args.report and not args.no_report:
+            from archdal.report import check_report_out
+
+            check_report_out(args.report)
+        check_budgets(configs, runtime)
+        _connect(args, sweep)
+    except ArchdalError as err:
+        sys.stderr.write(f"focus2: error: {err}\n")
+        return EXIT_USAGE
+    from archdal.tune import archopt_trainable, write_sweep_file
+
+    failed: list[str] = []
+    if jobs:
+        resume = _started(stage)
+        if not resume:
+            write_sweep_file(stage, jobs, {"preset": args.preset, "argv": sys.argv[1:]})
+        print(f"focus2: stage one, {len(jobs)} architecture optimizations -> {stage.path}",
+              flush=True)  # fmt: skip
+        results = run_trajectories(stage, jobs, resume, archopt_trainable, _stage_name,
+                                   results_dir=str(stage.path / "results"))  # fmt: skip
+        total, failed = summarize(results)
+        print(f"focus2: {total - len(failed)}/{total} architecture optimizations finished")
+    if failed:
+        for line in failed:
+            print(f"focus2: failed: {line}", file=sys.stderr)
+        print("focus2: stage two needs every optimization; fix and --resume", file=sys.stderr)
+        return 1
+    resume = _started(sweep)
+    if not resume:
+        write_sweep_file(sweep, configs, {"preset": args.preset, "argv": sys.argv[1:]})
+    print(f"focus2: stage two, {len(configs)} trials -> {sweep.path}", flush=True)
+    total, failed = summarize(run_trajectories(sweep, configs, resume=resume))
+    print(f"focus2: {total - len(failed)}/{total} trials finished; results in {sweep.path}")
+    print(f"        tensorboard --logdir {sweep.path}")
+    for line in failed:
+        print(f"focus2: failed: {line}", file=sys.stderr)
+    if not args.no_report:
+        write_report(sweep.path, args.report, "focus2")
+    return 1 if failed else 0
+
+
+def _started(sweep: Sweep) -> bool:
+    from archdal.tune import can_restore
+
+    return can_restore(sweep)
 
 
 def build_hparams_parser() -> argparse.ArgumentParser:

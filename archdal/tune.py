@@ -97,6 +97,33 @@ def trajectory_trainable(config: dict[str, Any], runtime: Runtime | None = None)
         _save_checkpoint_and_report(metrics, trajectory.state_dict())
 
 
+def archopt_trainable(
+    config: dict[str, Any], runtime: Runtime | None = None, results_dir: str = ""
+) -> None:
+    """Focus 2 stage one: pre-optimize (spo/upo) the architecture and weights of
+    `config["run"]` and save them where the AL trials of stage two load them. A result
+    already saved (a restarted trial) is loaded, not recomputed."""
+    trajectory, device = _prepare(config, runtime)
+    focus2, run = trajectory.focus2, trajectory.config
+    out = Path(results_dir) / f"{focus2.pre_optimization_name(run)}.pt"
+    if out.exists():
+        result = focus2.load_result(out, run)
+    else:
+        result = focus2.pre_optimize(run, trajectory.data, trajectory.split,
+                                     trajectory.build_model, trajectory.device,
+                                     trajectory.runtime.eval_batch_size)  # fmt: skip
+        focus2.save_result(out, result)
+    tune.report(
+        {
+            "archopt_seconds": result["seconds"],
+            "architecture": result["record"],
+            "arch_file": str(out),
+            "device": device,
+            "final": True,
+        }
+    )
+
+
 def hparam_trainable(config: dict[str, Any], runtime: Runtime | None = None) -> None:
     """One hyperparameter candidate: train once on the initial labelled pool, report the
     validation accuracy (the objective) and, for information only, test accuracy."""
@@ -170,14 +197,18 @@ def check_storage(storage: Path) -> None:
         raise ConfigError(f"--storage {storage} is not writable ({err})") from err
 
 
-def _trial_dirname(trial) -> str:
-    """Readable trial folders and names: the factors, then Tune's unique id."""
-    return f"{trial_name(RunConfig.from_dict(trial.config['run']))}_{trial.trial_id}"
+def _dirname_by(name: Callable[[RunConfig], str]) -> Callable:
+    """Readable trial folders and names: `name` of the trial's config, then Tune's id."""
+
+    def dirname(trial) -> str:
+        return f"{name(RunConfig.from_dict(trial.config['run']))}_{trial.trial_id}"
+
+    return dirname
 
 
-def _resources(trainable: Callable, runtime: Runtime, cpus: float, gpus: float):
+def _resources(trainable: Callable, runtime: Runtime, cpus: float, gpus: float, **params):
     return tune.with_resources(
-        tune.with_parameters(trainable, runtime=runtime), {"cpu": cpus, "gpu": gpus}
+        tune.with_parameters(trainable, runtime=runtime, **params), {"cpu": cpus, "gpu": gpus}
     )
 
 
@@ -235,6 +266,10 @@ def write_sweep_file(sweep: Sweep, configs: list[RunConfig], extra: dict[str, An
     atomic_write(sweep.path / SWEEP_FILE, lambda fh: fh.write(text))
 
 
+def can_restore(sweep: Sweep) -> bool:
+    return tune.Tuner.can_restore(str(sweep.path))
+
+
 def check_new_or_resumable(sweep: Sweep, configs: list[RunConfig], resume: bool) -> None:
     """`--resume` needs a restorable experiment with the same grid; a fresh start needs none."""
     exists = (sweep.path / SWEEP_FILE).exists() or tune.Tuner.can_restore(str(sweep.path))
@@ -264,11 +299,17 @@ def check_new_or_resumable(sweep: Sweep, configs: list[RunConfig], resume: bool)
 
 
 def run_trajectories(
-    sweep: Sweep, configs: list[RunConfig], resume: bool = False
+    sweep: Sweep,
+    configs: list[RunConfig],
+    resume: bool = False,
+    trainable: Callable = trajectory_trainable,
+    name: Callable[[RunConfig], str] = trial_name,
+    **params: Any,
 ) -> tune.ResultGrid:
-    """Fit (or restore and finish) one trial per config. Ray must already be connected."""
+    """Fit (or restore and finish) one trial of `trainable` per config (`params` go to
+    every trial). Ray must already be connected."""
     trainable = _resources(
-        trajectory_trainable, sweep.runtime, sweep.cpus_per_trial, sweep.gpus_per_trial
+        trainable, sweep.runtime, sweep.cpus_per_trial, sweep.gpus_per_trial, **params
     )
     if resume:
         tuner = tune.Tuner.restore(
@@ -280,8 +321,8 @@ def run_trajectories(
             param_space={"run": tune.grid_search([c.to_dict() for c in configs])},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=sweep.max_concurrent,
-                trial_dirname_creator=_trial_dirname,
-                trial_name_creator=_trial_dirname,
+                trial_dirname_creator=_dirname_by(name),
+                trial_name_creator=_dirname_by(name),
                 # A finished trial's worker takes the next one: no new process and imports.
                 reuse_actors=True,
             ),

@@ -15,6 +15,8 @@ three ways (paper, section 4.1):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +89,15 @@ def pre_optimization_key(config: RunConfig) -> dict[str, Any]:
     for name in _NOT_IN_PRE_OPTIMIZATION:
         key.pop(name)
     return key
+
+
+def pre_optimization_name(config: RunConfig) -> str:
+    """A readable file name per distinct pre-optimization (the digest tells apart sizes and
+    protocols that the name leaves out)."""
+    key = json.dumps(pre_optimization_key(config), sort_keys=True)
+    c = config
+    return (f"{c.dataset}-{c.arch}-{c.arch_mode}-s{c.seed}-i{c.init_size}-"
+            f"{hashlib.sha1(key.encode()).hexdigest()[:8]}")  # fmt: skip
 
 
 def _backbone(model: ALModel) -> dict[str, torch.Tensor]:
