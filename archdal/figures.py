@@ -220,3 +220,46 @@ def rank_heatmap(summary: pd.DataFrame, out: Path) -> list[Path]:
                         color="white" if dark else "black")  # fmt: skip
         ax.set_title(title)
     return _save(fig, out, "strategy_ranks")
+
+
+def architecture_evolution(table: pd.DataFrame, out: Path, most: int = 6) -> list[Path] | None:
+    """Figure 9 style, for Depth-Dropout trials (joint mode first): per round, each layer's
+    activation probability (top) and its active filters (bottom). None without such trials."""
+    if "architecture" not in table.columns:
+        return None
+    has_depth = table["architecture"].map(lambda a: isinstance(a, dict) and "layer_probs" in a)
+    rows = table[has_depth]
+    if rows.empty:
+        return None
+    order = {"joint": 0, "spo": 1, "upo": 2}
+    trials = (
+        rows.drop_duplicates("trial")
+        .assign(_mode=lambda t: t["arch_mode"].map(order).fillna(3))
+        .sort_values(["_mode", "seed", "trial"])["trial"]
+        .tolist()[:most]
+    )
+    fig, axes = plt.subplots(2, len(trials), figsize=(3.2 * len(trials), 6.4), squeeze=False,
+                             height_ratios=[1, 2])  # fmt: skip
+    for column, trial in enumerate(trials):
+        rounds = rows[rows["trial"] == trial].sort_values("round")
+        probs = np.array([a["layer_probs"] for a in rounds["architecture"]]).T  # layers × rounds
+        filters = np.array([a["active_filters"] for a in rounds["architecture"]]).T
+        labels = rounds["n_labeled"].tolist()
+        first = rounds.iloc[0]
+        top, bottom = axes[0, column], axes[1, column]
+        top.bar(range(len(labels)), [a["depth"] for a in rounds["architecture"]], color="gray")
+        title = f"{first['dataset']} {first['arch_mode']}\n{first['strategy']} s{first['seed']}"
+        top.set_title(title, fontsize="small")
+        top.set_ylabel("depth")
+        top.set_xticks(range(len(labels)), [])
+        image = bottom.imshow(filters, aspect="auto", cmap="Blues", vmin=0, origin="lower")
+        for (layer, r), p in np.ndenumerate(probs):
+            bottom.text(r, layer, f"{p:.2f}", ha="center", va="center", fontsize=6)
+        bottom.set_yticks(range(len(probs)), range(1, len(probs) + 1))
+        bottom.set_xticks(range(len(labels)), labels, rotation=45)
+        bottom.set_xlabel("labelled examples")
+        bottom.set_ylabel("layer")
+        fig.colorbar(image, ax=bottom, label="active filters", shrink=0.8)
+    fig.suptitle("Depth-Dropout architecture as active learning proceeds "
+                 "(numbers: layer activation probability)")  # fmt: skip
+    return _save(fig, out, "architecture_evolution")

@@ -32,6 +32,16 @@ def setting_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in SETTING_CANDIDATES if c in table.columns]
 
 
+def with_architecture_label(table: pd.DataFrame) -> pd.DataFrame:
+    """`arch` naming the architecture as trained: a Focus 2 optimization mode is part of it
+    ("depth_dropout-spo"), so comparisons across architectures span modes too."""
+    if "arch_mode" not in table.columns:
+        return table
+    mode = table["arch_mode"]
+    label = table["arch"].where(mode == "fixed", table["arch"] + "-" + mode)
+    return table.assign(arch=label).drop(columns="arch_mode")
+
+
 def common_rounds(table: pd.DataFrame) -> pd.DataFrame:
     """Each setting cut to the rounds every one of its trials has reported, so curves
     compared within a setting cover the same labels (an experiment still running, or a
@@ -182,6 +192,7 @@ def rank_agreement(summary: pd.DataFrame) -> pd.DataFrame:
     """The Focus 1 question as numbers: for every pair of architectures under the same
     dataset and protocol, Kendall's tau between their strategy rankings (by mean AUC) over
     the strategies both ran. tau = 1: the same order; 0: unrelated; −1: reversed."""
+    summary = with_architecture_label(summary)
     setting = [c for c in setting_columns(summary) if c != "arch"]
     rows = []
     for key, group in summary.groupby(setting, dropna=False):
@@ -212,6 +223,8 @@ def spread(table: pd.DataFrame, across: str) -> pd.DataFrame:
     best and worst of them."""
     if across not in ("strategy", "arch"):
         raise ValueError(f"spread across {across!r}; allowed: strategy, arch")
+    if across == "arch":
+        table = with_architecture_label(table)
     setting = setting_columns(table)
     held = [c for c in [*setting, "strategy"] if c != across]
     means = (

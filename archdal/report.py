@@ -128,6 +128,13 @@ def draw(tables: dict[str, pd.DataFrame], out: Path) -> list[tuple[str, str, lis
         ("architectures", "arch", "For each strategy, the band between the best and the worst "
          "architecture's mean accuracy (paper, Figure 10)."),
     ]  # fmt: skip
+    evolution = figures.architecture_evolution(tables["rounds"], out)
+    if evolution:
+        caption = (
+            "Depth-Dropout trials: inferred depth per round (bars), active filters per "
+            "layer (colour) and layer activation probabilities (numbers) (paper, Figure 9)."
+        )
+        drawn.append(("Architecture as active learning proceeds", caption, evolution))
     for name, across, caption in spreads:
         if not tables[f"spread_{name}"].empty:
             paths = figures.spread_bands(tables[f"spread_{name}"], across, out)

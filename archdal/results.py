@@ -86,5 +86,6 @@ def load_rounds(experiments: Path | str | Iterable[Path | str]) -> pd.DataFrame:
     table = pd.concat(frames, ignore_index=True)
     table = table.drop_duplicates(["experiment", "trial", "round"], keep="last")
     leading = ["experiment", "trial", *FACTOR_COLUMNS, "round", "n_labeled", "test_acc"]
+    leading = [c for c in leading if c in table.columns]  # stage-one trials test nothing
     ordered = leading + [c for c in table.columns if c not in leading]
     return table[ordered].sort_values(["experiment", "trial", "round"]).reset_index(drop=True)

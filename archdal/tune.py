@@ -115,6 +115,8 @@ def archopt_trainable(
         focus2.save_result(out, result)
     tune.report(
         {
+            "round": 0,
+            "n_labeled": len(trajectory.split.initial),
             "archopt_seconds": result["seconds"],
             "architecture": result["record"],
             "arch_file": str(out),

@@ -28,6 +28,7 @@ from archdal.tune import digest
 from .conftest import REPO
 
 FOCUS1 = [sys.executable, str(REPO / "sweeps" / "focus1.py")]
+FOCUS2 = [sys.executable, str(REPO / "sweeps" / "focus2.py")]
 HPARAMS = [sys.executable, str(REPO / "sweeps" / "tune_hparams.py")]
 RAY = str(Path(sys.executable).parent / "ray")
 # Small enough for seconds per round on one CPU thread, real enough to learn.
@@ -378,3 +379,44 @@ def test_text_trials_run_through_the_same_sweep(tmp_path, data_dir):
     assert table["n_labeled"].tolist() == [30, 40] * 2
     assert table["split_digest"].nunique() == 1
     assert table[table["round"] == 0]["test_acc"].nunique() == 1
+
+
+def test_focus2_sweep_feeds_stage_one_into_the_al_trials(tmp_path, data_dir):
+    storage = tmp_path / "results"
+    argv = [
+        *("--datasets", "mnist", "--data-dir", str(data_dir), "--num-cpus", "2"),
+        *("--archs", "cnn1", "depth_dropout", "--arch-modes", "fixed", "spo", "upo"),
+        *("--set", "val_fraction=0.01", "--set", "max_epochs=10"),
+    ]
+    done = run_sweep(storage, *argv, script=FOCUS2)
+    assert "focus2: 2/2 architecture optimizations finished" in done.stdout
+    assert "focus2: 6/6 trials finished" in done.stdout
+    stage = storage / "focus2-smoke-archopt"
+    files = sorted((stage / "results").glob("*.pt"))
+    assert [f.name.split("-s0")[0] for f in files] == ["mnist-depth_dropout-spo",
+                                                       "mnist-depth_dropout-upo"]  # fmt: skip
+    optimized = {
+        row["arch_file"]: row["architecture"] for row in load_rounds(stage).to_dict("records")
+    }
+    table = load_rounds(storage / "focus2-smoke")
+    assert len(table) == 6 * 2
+    for row in table[table["arch_mode"] != "fixed"].to_dict("records"):
+        assert row["arch_source"] in optimized
+        assert row["architecture"] == optimized[row["arch_source"]]  # loaded, then kept
+    assert set(table[table["arch_mode"] == "fixed"]["arch_source"]) == {""}
+    report = storage / "focus2-smoke" / "report"
+    assert (report / "figures" / "architecture_evolution.png").stat().st_size > 5000
+    summary = pd_read(report / "summary.csv")
+    assert set(summary["arch_mode"]) == {"fixed", "spo", "upo"}
+
+    again = run_sweep(storage, *argv, "--resume", script=FOCUS2)
+    assert "2/2 architecture optimizations finished" in again.stdout
+    assert [f.stat().st_mtime for f in files] == [f.stat().st_mtime for f in sorted(
+        (stage / "results").glob("*.pt"))]  # fmt: skip
+    assert len(load_rounds(storage / "focus2-smoke")) == 6 * 2
+
+
+def pd_read(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path)

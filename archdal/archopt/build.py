@@ -128,10 +128,10 @@ def pre_optimize(
         x, y = data.train_x[labeled], data.train_y[labeled]
         if config.arch == "pdarts":
             genotype = search_genotype(config, data, x, y, val_x, val_y, seed)
-        with global_torch_seed(seed):
+        with global_torch_seed(seed):  # dropout and relaxed masks draw from it while training
             model = build(genotype).to(device)
-        train_model(model, x, y, val_x, val_y, config, derive_seed(seed, "batches"),
-                    eval_batch_size)  # fmt: skip
+            train_model(model, x, y, val_x, val_y, config, derive_seed(seed, "batches"),
+                        eval_batch_size)  # fmt: skip
         state = _backbone(model)
     else:
         images = data.train_x[torch.cat([split.initial, split.pool]).to(device)]
