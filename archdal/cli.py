@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from archdal.config import (
+    ARCH_MODES,
     ARCHS,
     DATASETS,
     DEVICES,
@@ -67,6 +68,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         choices=PRETRAIN,
         help="initialise every round from DeepCluster pretraining",
     )
+    g.add_argument(
+        "--arch-mode",
+        default=d.arch_mode,
+        choices=ARCH_MODES,
+        help="Focus 2: how a cnn/depth_dropout/bbdropout/pdarts architecture is optimized",
+    )
+    g.add_argument("--arch-source", default=d.arch_source, help="spo/upo: a stage-one file to load")
     g.add_argument("--seed", type=int, default=d.seed, help="seeds the split and everything random")
     g.add_argument(
         "--init-size",
@@ -214,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 def configs_from_args(args: argparse.Namespace) -> tuple[RunConfig, Runtime]:
     """Every `RunConfig` field has the flag of the same name (`init_size` ↔ `--init-size`);
     flags not given take the paper's default for the dataset's modality."""
-    nested = ("pretrain_options", "csv_options")
+    nested = ("pretrain_options", "csv_options", "arch_options")
     experiment = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(RunConfig)

@@ -104,7 +104,8 @@ def test_every_flag_reaches_its_config_field(tmp_path):
     argv = ["run", "--out", str(tmp_path), "--augment", "--device", "cpu", "--quiet",
             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     for key, value in want.to_dict().items():
-        if key not in ("augment", "pretrain_options", "csv_options", "model_path"):
+        if key not in ("augment", "pretrain_options", "csv_options", "model_path", "arch_options",
+                       "arch_source"):  # fmt: skip
             argv += [f"--{key.replace('_', '-')}", str(value)]
     argv += ["--pretrain-clusters", "7", "--pretrain-epochs", "2", "--pretrain-max-images", "100",
              "--pretrain-lr", "0.3"]  # fmt: skip
