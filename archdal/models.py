@@ -90,8 +90,33 @@ class ALModel(nn.Module):
         self.classifier = nn.Linear(self.embedding_dim, num_classes).to(device)
 
 
-class ALNet(ALModel):
-    """A CNN on uint8 images, normalising them itself."""
+def normalize_images(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 images → floats standardised per channel (`mean`, `std` shaped 1×C×1×1)."""
+    return (images.float() / 255 - mean) / std
+
+
+class ImageModel(ALModel):
+    """An `ALModel` on uint8 images (N×C×H×W) that normalises them itself, so every caller
+    feeds the same input; its dropout lives in the neck."""
+
+    def __init__(self, embedding_dim: int, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__(embedding_dim)
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
+        self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return normalize_images(images, self.mean, self.std)
+
+    def sample_dropout(self) -> None:
+        """Dropout on, everything else (BatchNorm included) stays in eval mode."""
+        self.eval()
+        for module in self.neck.modules():
+            if isinstance(module, nn.Dropout):
+                module.train()
+
+
+class ALNet(ImageModel):
+    """A CNN as `features` (deterministic) → `neck` → classifier."""
 
     def __init__(
         self,
@@ -102,24 +127,14 @@ class ALNet(ALModel):
         mean: torch.Tensor,
         std: torch.Tensor,
     ):
-        super().__init__(embedding_dim)
+        super().__init__(embedding_dim, mean, std)
         self.features = features
         self.neck = neck
         self.classifier = nn.Linear(embedding_dim, num_classes)
-        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
-        self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         """Deterministic conv features of uint8 images (N×C×H×W)."""
-        x = (images.float() / 255 - self.mean) / self.std
-        return self.features(x)
-
-    def sample_dropout(self) -> None:
-        """Dropout on, everything else (BatchNorm included) stays in eval mode."""
-        self.eval()
-        for module in self.neck.modules():
-            if isinstance(module, nn.Dropout):
-                module.train()
+        return self.features(self.normalize(images))
 
 
 class _VGGTrunk(nn.Module):

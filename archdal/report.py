@@ -167,9 +167,14 @@ def write_html(
     experiments: list[dict],
     tables: dict[str, pd.DataFrame],
     drawn: list[tuple[str, str, list[Path]]],
+    rounds: pd.DataFrame,
 ) -> None:
-    trials = tables["rounds"].groupby("experiment")["trial"].nunique()
-    finished = tables["rounds"][tables["rounds"].get("final", False) == True]  # noqa: E712
+    """`rounds`: every reported round, before settings are cut to their common rounds, so
+    the progress counts see each trial's last report."""
+    trials = rounds.groupby("experiment")["trial"].nunique()
+    finished = (
+        rounds[rounds["final"].fillna(False).astype(bool)] if "final" in rounds else rounds[:0]
+    )
     done = finished.groupby("experiment")["trial"].nunique()
     sections: list[tuple[str, str]] = []
     rows = []
@@ -253,7 +258,7 @@ def build_report(experiments: Sequence[Path | str], out: Path | str) -> Path:
         for name, frame in tables.items():
             frame.to_csv(staging / f"{name}.csv", index=False)
         drawn = draw(tables, staging / "figures")
-        write_html(staging, described, tables, drawn)
+        write_html(staging, described, tables, drawn, rounds)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

@@ -213,36 +213,54 @@ def focus1_main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print_grid(configs, args.preset)
             return 0
-        from archdal.tune import check_new_or_resumable, run_trajectories, summarize
+        from archdal.tune import check_new_or_resumable
 
         runtime = _runtime(args)
         sweep = _sweep(
             args, args.name or f"focus1-{args.preset}", runtime, max_failures=args.max_failures
         )
         check_new_or_resumable(sweep, configs, args.resume)
-        if args.report and not args.no_report:
-            from archdal.report import check_report_out
-
-            check_report_out(args.report)
+        _check_report_folder(args)
         check_budgets(configs, runtime)
         _connect(args, sweep)
     except ArchdalError as err:
         sys.stderr.write(f"focus1: error: {err}\n")
         return EXIT_USAGE
-    if not args.resume:
-        from archdal.tune import write_sweep_file
-
-        write_sweep_file(sweep, configs, {"preset": args.preset, "argv": sys.argv[1:]})
-    print(f"focus1: {len(configs)} trials -> {sweep.path}", flush=True)
-    results = run_trajectories(sweep, configs, resume=args.resume)
-    total, failed = summarize(results)
-    print(f"focus1: {total - len(failed)}/{total} trials finished; results in {sweep.path}")
+    failed = _run_experiment("focus1", args, sweep, configs, args.resume, "trials")
     print(f"        tensorboard --logdir {sweep.path}")
-    for line in failed:
-        print(f"focus1: failed: {line}", file=sys.stderr)
     if not args.no_report:
         write_report(sweep.path, args.report, "focus1")
     return 1 if failed else 0
+
+
+def _check_report_folder(args: argparse.Namespace) -> None:
+    if args.report and not args.no_report:
+        from archdal.report import check_report_out
+
+        check_report_out(args.report)
+
+
+def _run_experiment(
+    prog: str,
+    args: argparse.Namespace,
+    sweep: Sweep,
+    configs: list[RunConfig],
+    resume: bool,
+    what: str,
+    **run: Any,
+) -> list[str]:
+    """Record a new experiment's grid, run (or restore and finish) it, say how it went;
+    returns the failed trials. `run` goes to `run_trajectories`."""
+    from archdal.tune import run_trajectories, summarize, write_sweep_file
+
+    if not resume:
+        write_sweep_file(sweep, configs, {"preset": args.preset, "argv": sys.argv[1:]})
+    print(f"{prog}: {len(configs)} {what} -> {sweep.path}", flush=True)
+    total, failed = summarize(run_trajectories(sweep, configs, resume, **run))
+    print(f"{prog}: {total - len(failed)}/{total} {what} finished; results in {sweep.path}")
+    for line in failed:
+        print(f"{prog}: failed: {line}", file=sys.stderr)
+    return failed
 
 
 def stage_one(configs: list[RunConfig], results_dir: Path) -> tuple[list, list[RunConfig]]:
@@ -263,12 +281,6 @@ def stage_one(configs: list[RunConfig], results_dir: Path) -> tuple[list, list[R
     return list(jobs.values()), trajectories
 
 
-def _stage_name(config: RunConfig) -> str:
-    from archdal.archopt.build import pre_optimization_name
-
-    return pre_optimization_name(config)
-
-
 def focus2_main(argv: list[str] | None = None) -> int:
     """Stage one (pre-optimizations) then stage two (the AL trials), each its own Tune
     experiment; `--resume` restores whichever was interrupted and runs what is left."""
@@ -279,7 +291,7 @@ def focus2_main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print_grid(grid, args.preset)
             return 0
-        from archdal.tune import check_new_or_resumable, run_trajectories, summarize
+        from archdal.tune import check_new_or_resumable
 
         runtime = _runtime(args)
         name = args.name or f"focus2-{args.preset}"
@@ -292,42 +304,26 @@ def focus2_main(argv: list[str] | None = None) -> int:
         if args.resume and not (_started(sweep) or _started(stage)):
             raise ConfigError(f"--resume: no experiment to resume at {sweep.path} (check "
                               "--storage and --name)")  # fmt: skip
-        if args.report and not args.no_report:
-            from archdal.report import check_report_out
-
-            check_report_out(args.report)
+        _check_report_folder(args)
         check_budgets(configs, runtime)
         _connect(args, sweep)
     except ArchdalError as err:
         sys.stderr.write(f"focus2: error: {err}\n")
         return EXIT_USAGE
-    from archdal.tune import archopt_trainable, write_sweep_file
+    from archdal.archopt.build import pre_optimization_name
+    from archdal.tune import archopt_trainable
 
-    failed: list[str] = []
     if jobs:
-        resume = _started(stage)
-        if not resume:
-            write_sweep_file(stage, jobs, {"preset": args.preset, "argv": sys.argv[1:]})
-        print(f"focus2: stage one, {len(jobs)} architecture optimizations -> {stage.path}",
-              flush=True)  # fmt: skip
-        results = run_trajectories(stage, jobs, resume, archopt_trainable, _stage_name,
-                                   results_dir=str(stage.path / "results"))  # fmt: skip
-        total, failed = summarize(results)
-        print(f"focus2: {total - len(failed)}/{total} architecture optimizations finished")
-    if failed:
-        for line in failed:
-            print(f"focus2: failed: {line}", file=sys.stderr)
-        print("focus2: stage two needs every optimization; fix and --resume", file=sys.stderr)
-        return 1
-    resume = _started(sweep)
-    if not resume:
-        write_sweep_file(sweep, configs, {"preset": args.preset, "argv": sys.argv[1:]})
-    print(f"focus2: stage two, {len(configs)} trials -> {sweep.path}", flush=True)
-    total, failed = summarize(run_trajectories(sweep, configs, resume=resume))
-    print(f"focus2: {total - len(failed)}/{total} trials finished; results in {sweep.path}")
+        failed = _run_experiment(
+            "focus2", args, stage, jobs, _started(stage), "architecture optimizations",
+            trainable=archopt_trainable, name=pre_optimization_name,
+            results_dir=str(stage.path / "results"),
+        )  # fmt: skip
+        if failed:
+            print("focus2: stage two needs every optimization; fix and --resume", file=sys.stderr)
+            return 1
+    failed = _run_experiment("focus2", args, sweep, configs, _started(sweep), "trials")
     print(f"        tensorboard --logdir {sweep.path}")
-    for line in failed:
-        print(f"focus2: failed: {line}", file=sys.stderr)
     if not args.no_report:
         write_report(sweep.path, args.report, "focus2")
     return 1 if failed else 0

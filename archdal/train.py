@@ -117,12 +117,12 @@ def make_optimizer(
     architecture parameters form a group of their own (`arch_options.lr`); frozen ones
     are left out."""
     lr = config.lr if lr is None else lr
-    architecture = {id(p) for p in model.architecture_parameters()}
-    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in architecture]
+    architecture = [p for p in model.architecture_parameters() if p.requires_grad]
+    excluded = {id(p) for p in model.architecture_parameters()}
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
     params: list[dict] = [{"params": weights}]
-    trained_architecture = [p for p in model.architecture_parameters() if p.requires_grad]
-    if trained_architecture:  # variational parameters: their own rate, no weight decay
-        params.append({"params": trained_architecture, "lr": config.arch_options.lr,
+    if architecture:  # variational parameters: their own rate, no weight decay
+        params.append({"params": architecture, "lr": config.arch_options.lr,
                        "weight_decay": 0.0})  # fmt: skip
     decay = config.weight_decay
     if config.optimizer == "adam":

@@ -88,6 +88,8 @@ def test_report_on_a_running_experiment_cuts_to_common_rounds(tmp_path):
     vgg = rounds.query("arch == 'vgg11' and pretrain == 'none'")
     assert vgg["round"].max() == 0
     assert rounds.query("arch == 'resnet18'")["round"].max() == 2
+    # progress counts every trial's last report, not the cut table: 23 of 24 finished
+    assert "<td>24 of ?</td><td>23</td>" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_trials_without_their_random_seed_are_listed_not_compared(tmp_path):

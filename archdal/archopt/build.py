@@ -69,11 +69,15 @@ def cnn_builder(config: RunConfig, data: ImageData) -> ModelBuilder:
     return build
 
 
-def search_genotype(config: RunConfig, data: ImageData, x, y, val_x, val_y, seed: int) -> Genotype:
+def search_genotype(
+    config: RunConfig, data: ImageData, x, y, val_x, val_y, seed: int, num_classes: int = 0
+) -> Genotype:
+    """The genotype a PDARTS search with the config's settings finds on these images
+    (`num_classes`: of `y`, when not the dataset's classes)."""
     mean, std = data.channel_stats()
     settings = pdarts_settings(config.arch_options.pdarts)
-    found = search(x, y, val_x, val_y, data.num_classes, mean, std, settings, seed)
-    return found.genotype
+    classes = num_classes or data.num_classes
+    return search(x, y, val_x, val_y, classes, mean, std, settings, seed).genotype
 
 
 def freeze_architecture(model: ALModel) -> ALModel:
@@ -164,11 +168,8 @@ def _search_on_clusters(
     order = torch.randperm(len(images), generator=generator(derive_seed(seed, "halves")))
     order = order.to(images.device)
     train, val = order[: len(order) // 2], order[len(order) // 2 :]
-    mean, std = data.channel_stats()
-    settings = pdarts_settings(config.arch_options.pdarts)
-    found = search(images[train], labels[train], images[val], labels[val], k, mean, std,
-                   settings, seed)  # fmt: skip
-    return found.genotype
+    return search_genotype(config, data, images[train], labels[train], images[val],
+                           labels[val], seed, num_classes=k)  # fmt: skip
 
 
 def round_model(

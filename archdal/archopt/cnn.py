@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Beta, RelaxedBernoulli
 
-from archdal.models import ALModel
+from archdal.models import ImageModel
 
 _EULER_GAMMA = 0.5772156649015329
 _TINY = 1e-6  # keeps stick proportions and uniforms off 0 and 1 before taking logs
@@ -96,9 +96,9 @@ def _row_mask(masks: torch.Tensor, layer: int, rows_per_group: int) -> torch.Ten
     return masks[:, layer].repeat_interleave(rows_per_group, dim=0)[:, :, None, None]
 
 
-class _ImageCNN(ALModel):
-    """Normalises uint8 images itself; a 5×5 stem shared by every model; one dropout layer
-    as the neck; plain cross-entropy and no architecture parameters unless overridden."""
+class _ImageCNN(ImageModel):
+    """A 5×5 stem shared by every model; one dropout layer as the neck; plain cross-entropy
+    and no architecture parameters unless overridden."""
 
     def __init__(
         self,
@@ -109,29 +109,13 @@ class _ImageCNN(ALModel):
         filters: int,
         dropout: float,
     ):
-        super().__init__(filters)
-        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
-        self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
+        super().__init__(filters, mean, std)
         self.stem = nn.Sequential(_conv_unit(in_channels, filters, 5), nn.AvgPool2d(2))
         self.neck = nn.Dropout(dropout)
         self.classifier = nn.Linear(filters, num_classes)
 
     def _stem_output(self, images: torch.Tensor) -> torch.Tensor:
-        return self.stem((images.float() / 255 - self.mean) / self.std)
-
-    def sample_dropout(self) -> None:
-        """Eval mode (deterministic architecture) with only the neck's dropout on."""
-        self.eval()
-        self.neck.train()
-
-    def training_loss(
-        self, inputs: torch.Tensor, labels: torch.Tensor, n_train: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(inputs)
-        return F.cross_entropy(logits, labels), logits
-
-    def architecture_parameters(self) -> list[nn.Parameter]:
-        return []
+        return self.stem(self.normalize(images))
 
 
 class FixedCNN(_ImageCNN):
@@ -361,9 +345,8 @@ class BBDropoutCNN(_GatedResidualCNN):
 
     @torch.no_grad()
     def architecture_record(self) -> dict:
-        mean = kumaraswamy_mean(*self.variational_params())
         return {
             "depth": self.layers,
-            "active_filters": (mean >= self.threshold).sum(dim=1).tolist(),
-            "filter_probs_mean": mean.mean(dim=1).tolist(),
+            "active_filters": (self.expected_masks() > 0).sum(dim=1).tolist(),
+            "filter_probs_mean": kumaraswamy_mean(*self.variational_params()).mean(dim=1).tolist(),
         }

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdal.errors import ConfigError
-from archdal.models import ALModel
+from archdal.models import ImageModel, normalize_images
 from archdal.seeding import derive_seed, generator, global_torch_seed
 from archdal.train import augment_batch, even_batches
 
@@ -423,7 +423,7 @@ class Supernet(nn.Module):
                 module.p = rate
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem((images.float() / 255 - self.mean) / self.std)
+        s0 = s1 = self.stem(normalize_images(images, self.mean, self.std))
         normal = F.softmax(self.alphas_normal, dim=-1)
         reduce = F.softmax(self.alphas_reduce, dim=-1)
         for cell in self.cells:
@@ -602,7 +602,7 @@ class _DerivedCell(nn.Module):
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
-class PdartsNet(ALModel):
+class PdartsNet(ImageModel):
     """The derived CNN of a genotype on uint8 images: normalise → stem → cells (reduction
     at 1/3 and 2/3 of the depth) → global pool (the trunk) → dropout (the neck) → linear."""
 
@@ -629,25 +629,18 @@ class PdartsNet(ALModel):
                 _DerivedCell(ops, concat, c_prev_prev, c_prev, c, reduction, reduction_prev)
             )
             c_prev_prev, c_prev, reduction_prev = c_prev, len(concat) * c, reduction
-        super().__init__(c_prev)
+        super().__init__(c_prev, mean, std)
         self.genotype, self.channels = genotype, channels
         self.stem = stem
         self.cells = nn.ModuleList(body)
         self.neck = nn.Dropout(dropout)
         self.classifier = nn.Linear(c_prev, num_classes)
-        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).float())
-        self.register_buffer("std", std.reshape(1, -1, 1, 1).float())
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem((images.float() / 255 - self.mean) / self.std)
+        s0 = s1 = self.stem(self.normalize(images))
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1)
         return F.adaptive_avg_pool2d(s1, 1).flatten(1)
-
-    def sample_dropout(self) -> None:
-        """The neck's dropout on, everything else (BatchNorm included) in eval mode."""
-        self.eval()
-        self.neck.train()
 
     def architecture_record(self) -> dict:
         return {
