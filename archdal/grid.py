@@ -220,8 +220,9 @@ FOCUS2_PRESETS = {
         Preset(
             "small",
             "one CPU machine: MNIST × the 12 architecture × mode pairs at small sizes (5 "
-            "layers of 16 filters; a 3-stage PDARTS search of 8 channels) × random, margin, "
-            "BADGE × 2 seeds; 100 + 2 × 100 labels from a 2,000-image pool",
+            "layers of 16 filters; a 3-stage PDARTS search of 8 channels; upo on 400 pool "
+            "images) × random, margin, BADGE × 2 seeds; 100 + 2 × 100 labels from a 2,000-image "
+            "pool",
             (
                 Grid(
                     _FOCUS2_FACTORS
@@ -240,7 +241,8 @@ FOCUS2_PRESETS = {
                         max_epochs=60,
                         patience=15,
                         arch_options=_SMALL_ARCH,
-                        pretrain_options=PretrainConfig(clusters=10, epochs=3),
+                        # upo (DeepCluster and PDARTS's search on clusters) on 400 pool images
+                        pretrain_options=PretrainConfig(clusters=10, epochs=3, max_images=400),
                     ),
                 ),
             ),

@@ -34,6 +34,16 @@ def cluster_labels(features: np.ndarray, k: int, seed: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=1, random_state=seed % 2**32).fit_predict(reduced)
 
 
+def pretraining_images(images: torch.Tensor, config: RunConfig) -> torch.Tensor:
+    """The images unsupervised pretraining sees: all of them, or a seeded subset of
+    `max_images`, the same subset for DeepCluster and for a PDARTS search on clusters."""
+    limit = config.pretrain_options.max_images
+    if not limit or limit >= len(images):
+        return images
+    rng = generator(derive_seed(config.seed, "pretraining images"))
+    return images[torch.randperm(len(images), generator=rng)[:limit].to(images.device)]
+
+
 def pretrain_backbone(
     make_model: Callable[[], ALModel],
     images: torch.Tensor,
@@ -48,9 +58,7 @@ def pretrain_backbone(
     """
     options = config.pretrain_options
     rng = generator(derive_seed(config.seed, "pretrain"))
-    if options.max_images and options.max_images < len(images):
-        keep = torch.randperm(len(images), generator=rng)[: options.max_images]
-        images = images[keep.to(images.device)]
+    images = pretraining_images(images, config)
     k = min(options.clusters, len(images))
     with global_torch_seed(draw_seed(rng)):
         model = make_model()

@@ -13,6 +13,7 @@ from archdal.data import make_split
 from archdal.errors import ConfigError, DataError
 from archdal.grid import FOCUS2_PRESETS, expand
 from archdal.loop import strip_timing
+from archdal.pretrain import pretraining_images
 from archdal.sweep_cli import stage_one
 from archdal.train import train_model
 
@@ -104,6 +105,32 @@ def test_pdarts_spo_trains_the_searched_network(tiny_data):
     assert records[1]["architecture"]["genotype"] == genotype
     assert len(genotype["normal"]) == 8 and records[0]["test_acc"] > 0.3  # 4 classes
     json.dumps(records)  # records stay JSON
+
+
+def test_pdarts_upo_searches_on_the_pretraining_images(monkeypatch, tiny_data):
+    """`pretrain_options.max_images` caps the clustered images a upo search sees, as it
+    caps DeepCluster's: the same seeded subset, halved into weight and architecture data."""
+    seen = []
+
+    def record_and_stop(config, data, x, y, val_x, val_y, seed, num_classes):
+        seen.append((x, y, val_x, num_classes))
+        raise InterruptedError
+
+    monkeypatch.setattr(build, "search_genotype", record_and_stop)
+    options = PretrainConfig(clusters=4, epochs=1, max_images=30)
+    config = focus2_config("pdarts", "upo", pretrain_options=options)
+    split = make_split(tiny_data.train_y, tiny_data.num_classes, config.init_size,
+                       config.pool_size, config.val_fraction, config.seed)  # fmt: skip
+    with pytest.raises(InterruptedError):
+        build.pre_optimize(config, tiny_data, split, None, torch.device("cpu"), 256)
+    x, y, val_x, clusters = seen[0]
+    assert (len(x), len(val_x), clusters) == (15, 15, 4)
+    assert set(y.tolist()) <= set(range(4))
+    unlabelled = tiny_data.train_x[torch.cat([split.initial, split.pool])]
+    chosen = pretraining_images(unlabelled, config)
+    assert len(chosen) == 30 and len(unlabelled) > 30
+    pairs = torch.cat([x, val_x]).flatten(1)
+    assert torch.equal(pairs.sort(0).values, chosen.flatten(1).sort(0).values)
 
 
 def test_arch_and_mode_must_fit():

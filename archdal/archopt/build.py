@@ -31,7 +31,7 @@ from archdal.data import ImageData, Split
 from archdal.errors import ConfigError, DataError
 from archdal.loop import atomic_write
 from archdal.models import ALModel
-from archdal.pretrain import cluster_labels, pretrain_backbone
+from archdal.pretrain import cluster_labels, pretrain_backbone, pretraining_images
 from archdal.seeding import derive_seed, generator, global_torch_seed
 from archdal.train import train_model
 
@@ -161,6 +161,7 @@ def _search_on_clusters(
 ) -> Genotype:
     """A PDARTS search needs fixed labels: k-means ids of the images' pixels (PCA-reduced),
     half of the images training the weights and half the architecture."""
+    images = pretraining_images(images, config)
     k = min(config.pretrain_options.clusters, len(images))
     pixels = images.flatten(1).float().cpu().double().numpy() / 255
     labels = torch.from_numpy(cluster_labels(pixels, k, derive_seed(seed, "clusters")))
