@@ -96,7 +96,8 @@ def relative_bars(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
         "labeling_efficiency": (1.0, "labeling_efficiency", "labeling efficiency (× random)"),
         "gain_pp": (0.0, "accuracy_gain", "test-accuracy gain over random (pp)"),
     }[metric]
-    rows_all = summary[summary["strategy"] != BASELINE].assign(arch_label=_arch_labels(summary))
+    rows_all = summary[summary["strategy"] != BASELINE]
+    rows_all = rows_all.assign(arch_label=_arch_labels(rows_all))
     panels = facets(rows_all, ["arch", "arch_mode", "pretrain"])
     fig, axes = _grid(len(panels), ylabel)
     for ax, (title, rows) in zip(axes, panels, strict=True):

@@ -110,18 +110,23 @@ def compute(rounds: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def draw(tables: dict[str, pd.DataFrame], out: Path) -> list[tuple[str, str, list[Path]]]:
-    """(heading, caption, [png, pdf]) for every figure the tables support."""
+    """(heading, caption, [png, pdf]) for every figure the tables support: strategies are
+    compared only where some strategy besides random ran."""
+    summary = tables["summary"]
     drawn = [
-        ("Labeling efficiency", "Mean ± std over seeds; hatched: with unsupervised "
-         "pretraining; dashed line: random (1).",
-         figures.relative_bars(tables["summary"], "labeling_efficiency", out)),
-        ("Accuracy gain over random", "Mean over rounds ≥ 1, ± std over seeds; dashed line: "
-         "random (0).", figures.relative_bars(tables["summary"], "gain_pp", out)),
         ("Learning curves", "Test accuracy against labels, mean over seeds with a ±1 std "
          "band.", figures.learning_curves(tables["rounds"], out)),
-        ("Strategy ranks", "Rank by mean AUC within each architecture (1 = best).",
-         figures.rank_heatmap(tables["summary"], out)),
     ]  # fmt: skip
+    if (summary["strategy"] != BASELINE).any():
+        drawn[:0] = [
+            ("Labeling efficiency", "Mean ± std over seeds; hatched: with unsupervised "
+             "pretraining; dashed line: random (1).",
+             figures.relative_bars(summary, "labeling_efficiency", out)),
+            ("Accuracy gain over random", "Mean over rounds ≥ 1, ± std over seeds; dashed "
+             "line: random (0).", figures.relative_bars(summary, "gain_pp", out)),
+        ]  # fmt: skip
+        drawn.append(("Strategy ranks", "Rank by mean AUC within each architecture (1 = best).",
+                      figures.rank_heatmap(summary, out)))  # fmt: skip
     spreads = [
         ("strategies", "strategy", "For each architecture, the band between the best and the "
          "worst strategy's mean accuracy (paper, Figure 8)."),

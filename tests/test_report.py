@@ -24,11 +24,11 @@ def accuracy(arch: str, strategy: str, pretrain: str, seed: int, round_: int) ->
     return 0.5 + 0.1 * round_ + 0.01 * order * round_ + 0.002 * seed + 0.01 * (pretrain != "none")
 
 
-def write_experiment(path, rounds=2, seeds=(0, 1), skip=()):
+def write_experiment(path, rounds=2, seeds=(0, 1), skip=(), strategies=STRATEGIES):
     """params.json + result.json per trial, as Tune writes them; `skip` leaves trials out."""
     path.mkdir(parents=True)
     for arch in ARCHS:
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             for pretrain in ("none", "unsupervised"):
                 for seed in seeds:
                     if (arch, strategy, seed) in skip:
@@ -76,6 +76,21 @@ def test_report_tables_figures_and_html(tmp_path):
     # Written again in place: the old report is replaced, nothing is left beside it.
     build_report([experiment], out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["focus1-test", "report"]
+
+
+def test_report_of_random_alone_compares_architectures_only(tmp_path):
+    """A sweep of random alone (architectures at equal labels) has curves and the spread
+    across architectures, and no figure that compares strategies."""
+    experiment = write_experiment(tmp_path / "random-only", strategies=("random",))
+    page = build_report([experiment], tmp_path / "report")
+    figures = sorted(p.stem for p in (page.parent / "figures").glob("*.png"))
+    assert figures == ["learning_curves", "spread_across_archs"]
+    spread = pd.read_csv(page.parent / "spread_architectures.csv")
+    # resnet18 vs vgg11 under random: order 0 vs 2 → 0.02·r apart, r = 2 → 4 pp
+    row = spread.query("round == 2 and pretrain == 'none'")
+    assert row["spread_pp"].item() == pytest.approx(4.0)
+    assert row["best_arch"].item() == "vgg11"
+    assert pd.read_csv(page.parent / "summary.csv")["strategy"].unique().tolist() == ["random"]
 
 
 def test_report_on_a_running_experiment_cuts_to_common_rounds(tmp_path):
