@@ -113,18 +113,19 @@ def draw(tables: dict[str, pd.DataFrame], out: Path) -> list[tuple[str, str, lis
     """(heading, caption, [png, pdf]) for every figure the tables support: strategies are
     compared only where some strategy besides random ran."""
     summary = tables["summary"]
-    drawn = [
-        ("Learning curves", "Test accuracy against labels, mean over seeds with a ±1 std "
-         "band.", figures.learning_curves(tables["rounds"], out)),
-    ]  # fmt: skip
-    if (summary["strategy"] != BASELINE).any():
-        drawn[:0] = [
+    compared = (summary["strategy"] != BASELINE).any()
+    drawn = []
+    if compared:
+        drawn += [
             ("Labeling efficiency", "Mean ± std over seeds; hatched: with unsupervised "
              "pretraining; dashed line: random (1).",
              figures.relative_bars(summary, "labeling_efficiency", out)),
             ("Accuracy gain over random", "Mean over rounds ≥ 1, ± std over seeds; dashed "
              "line: random (0).", figures.relative_bars(summary, "gain_pp", out)),
         ]  # fmt: skip
+    drawn.append(("Learning curves", "Test accuracy against labels, mean over seeds with a ±1 "
+                  "std band.", figures.learning_curves(tables["rounds"], out)))  # fmt: skip
+    if compared:
         drawn.append(("Strategy ranks", "Rank by mean AUC within each architecture (1 = best).",
                       figures.rank_heatmap(summary, out)))  # fmt: skip
     spreads = [

@@ -227,10 +227,7 @@ def focus1_main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"focus1: error: {err}\n")
         return EXIT_USAGE
     failed = _run_experiment("focus1", args, sweep, configs, args.resume, "trials")
-    print(f"        tensorboard --logdir {sweep.path}")
-    if not args.no_report:
-        write_report(sweep.path, args.report, "focus1")
-    return 1 if failed else 0
+    return _finish("focus1", args, sweep, failed)
 
 
 def _check_report_folder(args: argparse.Namespace) -> None:
@@ -323,9 +320,14 @@ def focus2_main(argv: list[str] | None = None) -> int:
             print("focus2: stage two needs every optimization; fix and --resume", file=sys.stderr)
             return 1
     failed = _run_experiment("focus2", args, sweep, configs, _started(sweep), "trials")
+    return _finish("focus2", args, sweep, failed)
+
+
+def _finish(prog: str, args: argparse.Namespace, sweep: Sweep, failed: list[str]) -> int:
+    """Where to look, the report unless --no-report, and the exit status."""
     print(f"        tensorboard --logdir {sweep.path}")
     if not args.no_report:
-        write_report(sweep.path, args.report, "focus2")
+        write_report(sweep.path, args.report, prog)
     return 1 if failed else 0
 
 
