@@ -5,7 +5,7 @@ python analysis/report.py ~/archdal_results/focus1-small --out reports/focus1-sm
 
 import sys
 
-from archdal.report import main
+from archdal.analysis.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

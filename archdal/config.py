@@ -4,225 +4,380 @@
 `config.json` records and what a resumed run must match. Where the data lives and
 which device runs it are `Runtime` options: moving data or hardware does not make a
 checkpoint foreign.
+
+Every field is declared once, by `option`: its default, its help text, what it admits (an
+interval, a fixed set of names or a registry's names) and, where the text protocol differs,
+its default for text. `check_fields` validates any config from those declarations; `archdal
+run` makes its flags from them and sweeps' `--set` parses by them. Rules that relate two
+fields stay as code in `RunConfig.validate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from archdal import registry
 from archdal.errors import ConfigError
 
-IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "svhn", "digits", "synthetic")
-TEXT_DATASETS = ("ag_news", "banking77", "dbpedia", "qnli", "csv")
-DATASETS = IMAGE_DATASETS + TEXT_DATASETS
-IMAGE_ARCHS = ("vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50")
-TEXT_ARCHS = ("bert", "distilbert", "roberta")
-# Focus 2: fixed CNNs of 1, 5 and 9 layers, and CNNs whose architecture is optimized.
-FIXED_CNNS = ("cnn1", "cnn5", "cnn9")
-OPTIMIZED_ARCHS = ("depth_dropout", "bbdropout", "pdarts")
-CNN_ARCHS = FIXED_CNNS + OPTIMIZED_ARCHS
-ARCHS = IMAGE_ARCHS + CNN_ARCHS + TEXT_ARCHS
 # fixed: the architecture as built; joint: architecture and weights optimized again every
 # round on the labelled set; spo / upo: optimized once before active learning on the initial
 # labelled pool / on unlabelled data with cluster pseudo-labels, then kept fixed.
 ARCH_MODES = ("fixed", "joint", "spo", "upo")
 PRE_OPTIMIZED = ("spo", "upo")
-STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge")
 PRETRAIN = ("none", "unsupervised")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+MODALITIES = ("image", "text")
 
-# The paper's text protocol (section 3.2: 100 initial labels, 25 rounds of 100, 5 epochs as in
-# Devlin et al. 2018) with BERT fine-tuning's usual AdamW settings. `RunConfig`'s own defaults
-# are the image protocol; `RunConfig.for_dataset` and the CLI apply these to text datasets.
-TEXT_PROTOCOL: dict[str, Any] = {
-    "arch": "bert",
-    "init_size": 100,
-    "acq_size": 100,
-    "max_epochs": 5,
-    "patience": 5,
-    "train_acc_stop": 1.0,
-    "optimizer": "adamw",
-    "lr": 2e-5,
-    "weight_decay": 0.01,
-    "batch_size": 16,
-    "dropout": 0.1,
+# Sweep factor (CLI flag without dashes) → RunConfig field.
+FACTORS = {
+    "datasets": "dataset",
+    "archs": "arch",
+    "strategies": "strategy",
+    "pretrain": "pretrain",
+    "seeds": "seed",
+    "init_sizes": "init_size",
+    "acq_sizes": "acq_size",
+    "augment": "augment",
+    "arch_modes": "arch_mode",
 }
-TEXT_PRETRAIN_LR = 2e-5
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"unknown {name} {value!r}; choose from: {', '.join(allowed)}")
+def default_data_dir() -> Path:
+    """`$ARCHDAL_DATA`, else the user's cache directory."""
+    if os.environ.get("ARCHDAL_DATA"):
+        return Path(os.environ["ARCHDAL_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "archdal" / "data"
 
 
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+# --- what a field admits --------------------------------------------------------------
 
 
-def _non_negative(name: str, value: float) -> None:
-    if not value >= 0:
-        raise ConfigError(f"{name} must be zero or positive, got {value}")
+@dataclass(frozen=True)
+class Interval:
+    """low ≤ value ≤ high, either end open or absent."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and not (value > self.low if self.low_open else value >= self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        if self.high is None:
+            if self.low == 0:
+                return "positive" if self.low_open else "zero or positive"
+            return f"at least {self.low:g}" if not self.low_open else f"above {self.low:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+    def problem(self, label: str, value: Any) -> str | None:
+        return None if self.admits(value) else f"{label} must be {self.describe()}, got {value}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of fixed names, or of the names `names()` gives now (a registry's)."""
+
+    names: tuple[str, ...] | Callable[[], tuple[str, ...]]
+
+    def allowed(self) -> tuple[str, ...]:
+        return self.names() if callable(self.names) else self.names
+
+    def describe(self) -> str:
+        return ", ".join(self.allowed())
+
+    def problem(self, label: str, value: Any) -> str | None:
+        if value in self.allowed():
+            return None
+        return f"unknown {label} {value!r}; choose from: {self.describe()}"
+
+
+@dataclass(frozen=True)
+class NotEmpty:
+    def describe(self) -> str:
+        return "not empty"
+
+    def problem(self, label: str, value: Any) -> str | None:
+        return None if value else f"{label} must not be empty"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Whatever `check(value)` accepts (it raises a ConfigError naming the problem)."""
+
+    check: Callable[[Any], Any]
+    description: str
+
+    def describe(self) -> str:
+        return self.description
+
+    def problem(self, label: str, value: Any) -> str | None:
+        try:
+            self.check(value)
+        except ConfigError as err:
+            return str(err)
+        return None
+
+
+POSITIVE = Interval(0, low_open=True)
+NON_NEGATIVE = Interval(0)
+FRACTION = Interval(0, 1, low_open=True, high_open=True)  # (0, 1)
+RATE = Interval(0, 1, high_open=True)  # [0, 1)
+
+
+def at_least(low: int) -> Interval:
+    return Interval(low)
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    admits: Interval | OneOf | NotEmpty | Checked | None = None,
+    *,
+    text: Any = dataclasses.MISSING,
+    flag: str | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A config field with its help, what it admits, its text-protocol default (`text`) and
+    its flag when not derived from the name."""
+    metadata = {"help": help, "admits": admits, "flag": flag}
+    if text is not dataclasses.MISSING:
+        metadata["text"] = text
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "dict[str, Any]": (dict,),
+    "Path | None": (Path, str, type(None)),
+}
+
+
+def scalar_type(f: dataclasses.Field) -> str:
+    """The field's annotation as written (`from __future__ import annotations`)."""
+    return f.type if isinstance(f.type, str) else f.type.__name__
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One leaf of a config: its path (`pretrain_options.lr`), flag and declaration."""
+
+    path: tuple[str, ...]
+    flag: str
+    spec: dataclasses.Field
+    owner: type
+
+    @property
+    def label(self) -> str:
+        return self.flag.removeprefix("--")
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.path)
+
+    @property
+    def kind(self) -> str:
+        return scalar_type(self.spec)
+
+    @property
+    def default(self) -> Any:
+        return getattr(self.owner(), self.spec.name)
+
+    @property
+    def text_default(self) -> Any:
+        return self.spec.metadata.get("text", dataclasses.MISSING)
+
+    def check(self, value: Any) -> None:
+        """One line naming the flag and what it admits, when `value` is not admitted."""
+        allowed = _TYPES.get(self.kind)
+        if allowed is not None and (
+            not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool))
+        ):
+            raise ConfigError(f"{self.label} must be a {self.kind}, got {value!r}")
+        admits = self.spec.metadata.get("admits")
+        problem = admits.problem(self.label, value) if admits is not None else None
+        if problem:
+            raise ConfigError(problem)
+
+
+def settings_of(cls: type, path: tuple[str, ...] = (), prefix: str = "") -> Iterator[Setting]:
+    """Every leaf field of a config class, nested options flattened (`--pretrain-lr`)."""
+    for f in dataclasses.fields(cls):
+        nested = f.metadata.get("nested")
+        if nested is not None:
+            yield from settings_of(nested, (*path, f.name), f.metadata["prefix"])
+            continue
+        flag = f.metadata.get("flag") or f"--{prefix}{f.name.replace('_', '-')}"
+        yield Setting((*path, f.name), flag, f, cls)
+
+
+def nested(cls: type, prefix: str, help: str) -> Any:
+    """A field holding an options dataclass, whose fields become flags `--PREFIX-NAME`."""
+    return field(default_factory=cls, metadata={"nested": cls, "prefix": prefix, "help": help})
+
+
+def check_fields(config: Any) -> None:
+    """Each field of `config` (nested options included) against its declaration."""
+    for setting in settings_of(type(config)):
+        value = config
+        for name in setting.path:
+            value = getattr(value, name)
+        setting.check(value)
+
+
+# --- the configs ------------------------------------------------------------------------
+
+
+def _pdarts_overrides(value: dict[str, Any]) -> None:
+    from archdal.archopt.settings import pdarts_settings  # torch-free
+
+    pdarts_settings(value)
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """DeepCluster-style unsupervised pretraining (Siméoni et al. 2021)."""
 
-    clusters: int = 50
-    epochs: int = 10
-    max_images: int = 0  # 0: every training image of the split (pool, initial and validation)
-    lr: float = 0.01
-
-    def validate(self) -> None:
-        if self.clusters < 2:
-            raise ConfigError(f"pretrain clusters must be at least 2, got {self.clusters}")
-        _positive("pretrain epochs", self.epochs)
-        _non_negative("pretrain max images", self.max_images)
-        _positive("pretrain lr", self.lr)
+    clusters: int = option(50, "k-means clusters", at_least(2))
+    epochs: int = option(10, "cluster-then-train alternations", POSITIVE)
+    max_images: int = option(0, "images it sees (0: every training image of the split)",
+                             NON_NEGATIVE)  # fmt: skip
+    lr: float = option(0.01, "learning rate", POSITIVE, text=2e-5)
 
 
 @dataclass(frozen=True)
 class ArchOptions:
-    """Sizes and priors of the Focus 2 CNNs (paper, section 4.2: K = 20 layers of 64 filters).
+    """Sizes and priors of the Focus 2 CNNs (paper, section 4.2: K = 20 layers of 64 filters)."""
 
-    `pdarts` overrides fields of `archdal.archopt.pdarts.PdartsSettings` (channels, cells,
-    epochs per stage, ...), e.g. {"channels": 8, "epochs": 2}.
-    """
-
-    filters: int = 64
-    truncation: int = 20  # Depth-Dropout's K; BBDropout's number of gated layers
-    structure_samples: int = 2  # Depth-Dropout structures averaged per prediction
-    depth_prior_alpha: float = 1.0  # Beta(α, β) of the stick-breaking depth prior
-    depth_prior_beta: float = 10.0
-    filter_prior_alpha: float = 1e-4  # BBDropout's Beta(α, 1) prior over filters
-    lr: float = 0.01  # of the architecture parameters
-    pdarts: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        for name in ("filters", "truncation", "structure_samples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"arch {name.replace('_', '-')} must be at least 1, got "
-                                  f"{getattr(self, name)}")  # fmt: skip
-        for name in ("depth_prior_alpha", "depth_prior_beta", "filter_prior_alpha", "lr"):
-            _positive(f"arch {name.replace('_', '-')}", getattr(self, name))
-        from archdal.archopt.pdarts import pdarts_settings
-
-        pdarts_settings(self.pdarts)
+    filters: int = option(64, "filters per layer", at_least(1))
+    truncation: int = option(20, "Depth-Dropout's K; BBDropout's gated layers", at_least(1))
+    structure_samples: int = option(2, "Depth-Dropout structures averaged per prediction",
+                                    at_least(1))  # fmt: skip
+    depth_prior_alpha: float = option(1.0, "α of the Beta(α, β) stick-breaking depth prior",
+                                      POSITIVE)  # fmt: skip
+    depth_prior_beta: float = option(10.0, "β of the depth prior", POSITIVE)
+    filter_prior_alpha: float = option(1e-4, "BBDropout's Beta(α, 1) prior over filters",
+                                       POSITIVE)  # fmt: skip
+    lr: float = option(0.01, "learning rate of the architecture parameters", POSITIVE)
+    pdarts: dict[str, Any] = option(
+        help='PDARTS settings to override, as JSON (e.g. {"channels": 8, "epochs": 2}); see '
+        "archdal.archopt.settings.PdartsSettings",
+        admits=Checked(_pdarts_overrides, "fields of PdartsSettings"),
+        factory=dict,
+    )
 
 
 @dataclass(frozen=True)
 class CsvOptions:
     """A researcher's own corpus (`dataset="csv"`): one CSV/TSV file, one row per example."""
 
-    path: str = ""
-    text_column: str = "text"
-    pair_column: str = ""  # second text of a sentence pair; "" for single texts
-    label_column: str = "label"
+    path: str = option("", "a .csv or .tsv file with a header row", flag="--csv-path")
+    text_column: str = option("text", "column of the texts", NotEmpty(), flag="--text-column")
+    pair_column: str = option("", "column of second texts (sentence pairs; '' for single texts)",
+                              flag="--pair-column")  # fmt: skip
+    label_column: str = option("label", "column of the labels", NotEmpty(), flag="--label-column")
 
-    def validate(self) -> None:
-        if not self.path:
-            raise ConfigError("dataset 'csv' needs --csv-path (a .csv or .tsv file)")
-        for name in ("text_column", "label_column"):
-            if not getattr(self, name):
-                raise ConfigError(f"csv {name.replace('_', '-')} must not be empty")
+
+def _datasets() -> tuple[str, ...]:
+    return registry.DATASETS.names()
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One trajectory: data, model, strategy, budget and training protocol (paper defaults)."""
 
-    dataset: str = "mnist"
-    arch: str = "resnet18"
-    strategy: str = "random"
-    seed: int = 0
-    width: float = 1.0
-    pretrain: str = "none"
-    init_size: int = 1000
-    acq_size: int = 1000
-    rounds: int = 25
-    pool_size: int = 30000
-    val_fraction: float = 0.1
-    max_epochs: int = 500
-    patience: int = 50
-    train_acc_stop: float = 0.99
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
-    batch_size: int = 64
-    augment: bool = False
-    dropout: float = 0.5
-    mc_samples: int = 10
+    dataset: str = option("mnist", "image or text dataset", OneOf(_datasets))
+    arch: str = option("resnet18", "CIFAR-style CNN or Focus 2 CNN for images, transformer for "
+                       "text", OneOf(registry.all_archs), text="bert")  # fmt: skip
+    strategy: str = option("random", "acquisition strategy", OneOf(registry.STRATEGIES.names))
+    seed: int = option(0, "seeds the split and everything random", NON_NEGATIVE)
+    width: float = option(1.0, "channel multiplier of the CNNs; 1.0 = paper", POSITIVE)
+    pretrain: str = option("none", "initialise every round from DeepCluster pretraining",
+                           OneOf(PRETRAIN))  # fmt: skip
+    init_size: int = option(1000, "class-balanced initial labels", POSITIVE, text=100)
+    acq_size: int = option(1000, "labels acquired per round", POSITIVE, text=100)
+    rounds: int = option(25, "acquisition rounds", NON_NEGATIVE)
+    pool_size: int = option(30000, "cap on the unlabelled pool", POSITIVE)
+    val_fraction: float = option(0.1, "share of the non-initial data for validation", FRACTION)
+    max_epochs: int = option(500, "epochs per round at most", POSITIVE, text=5)
+    patience: int = option(50, "epochs without validation gain before stopping", POSITIVE, text=5)
+    train_acc_stop: float = option(0.99, "stop once training accuracy reaches this",
+                                   Interval(0, 1, low_open=True), text=1.0)  # fmt: skip
+    optimizer: str = option("sgd", "sgd: momentum + cosine schedule; adamw: linear warmup and "
+                            "decay", OneOf(OPTIMIZERS), text="adamw")  # fmt: skip
+    lr: float = option(0.05, "learning rate", POSITIVE, text=2e-5)
+    momentum: float = option(0.9, "SGD momentum", RATE)
+    weight_decay: float = option(1e-6, "L2 penalty (AdamW: decoupled)", NON_NEGATIVE, text=0.01)
+    batch_size: int = option(64, "training batch size (epochs use near-equal batches)", POSITIVE,
+                             text=16)  # fmt: skip
+    augment: bool = option(False, "random crop + horizontal flip (images)")
+    dropout: float = option(0.5, "CNNs: dropout before the classifier; transformers: hidden and "
+                            "head dropout", RATE, text=0.1)  # fmt: skip
+    mc_samples: int = option(10, "dropout passes of BALD", at_least(2))
     # Text only: tokens per example (pairs together), the model's weights (a local directory
     # instead of the arch's hub id: other weights, other results), AdamW's linear warmup as a
     # share of a round's steps, and the share of a single-split dataset held out as its test set.
-    max_length: int = 128
-    model_path: str = ""
-    warmup_fraction: float = 0.1
-    test_fraction: float = 0.2
-    pretrain_options: PretrainConfig = field(default_factory=PretrainConfig)
-    csv_options: CsvOptions = field(default_factory=CsvOptions)
+    max_length: int = option(128, "text: tokens per example (pairs: both)", POSITIVE)
+    model_path: str = option("", "text: local model directory (config, weights, tokenizer) "
+                             "instead of the arch's hub id")  # fmt: skip
+    warmup_fraction: float = option(0.1, "text: AdamW's linear warmup, as a share of a round's "
+                                    "steps", RATE)  # fmt: skip
+    test_fraction: float = option(0.2, "text: share of a single-split dataset held out (seeded) "
+                                  "as its test set", FRACTION)  # fmt: skip
+    pretrain_options: PretrainConfig = nested(
+        PretrainConfig, "pretrain-", "unsupervised pretraining (--pretrain unsupervised)"
+    )
+    csv_options: CsvOptions = nested(CsvOptions, "csv-", "your own text data (--dataset csv)")
     # Focus 2: how the CNN's architecture is optimized, its sizes, and (spo/upo) the file a
     # stage-one optimization wrote; "" optimizes in the trajectory itself.
-    arch_mode: str = "fixed"
-    arch_options: ArchOptions = field(default_factory=ArchOptions)
-    arch_source: str = ""
+    arch_mode: str = option("fixed", "Focus 2: how a depth_dropout/bbdropout/pdarts "
+                            "architecture is optimized", OneOf(ARCH_MODES))  # fmt: skip
+    arch_options: ArchOptions = nested(ArchOptions, "arch-", "Focus 2 CNNs (cnn*, depth_dropout, "
+                                       "bbdropout, pdarts)")  # fmt: skip
+    arch_source: str = option("", "spo/upo: a stage-one architecture file to load")
+
+    @property
+    def modality(self) -> str:
+        return registry.DATASETS.get(self.dataset).modality
 
     @property
     def is_text(self) -> bool:
-        return self.dataset in TEXT_DATASETS
+        return self.dataset in registry.DATASETS and self.modality == "text"
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> RunConfig:
         """The paper's protocol for the dataset's modality, then `overrides`."""
-        _choice("dataset", dataset, DATASETS)
         values: dict[str, Any] = {"dataset": dataset}
-        if dataset in TEXT_DATASETS:
+        if registry.DATASETS.get(dataset).modality == "text":
             values |= TEXT_PROTOCOL | {"pretrain_options": PretrainConfig(lr=TEXT_PRETRAIN_LR)}
         return cls(**(values | overrides))
 
     def validate(self) -> RunConfig:
-        """Check every field that can be checked without data; return self for chaining."""
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("arch", self.arch, ARCHS)
-        archs = TEXT_ARCHS if self.is_text else IMAGE_ARCHS + CNN_ARCHS
-        if self.arch not in archs:
-            kind = "text" if self.is_text else "image"
+        """Check every field, then the rules between fields; return self for chaining."""
+        check_fields(self)
+        family = registry.arch_family(self.arch)
+        if family.modality != self.modality:
             raise ConfigError(
-                f"arch {self.arch!r} does not fit the {kind} dataset {self.dataset!r}; "
-                f"choose from: {', '.join(archs)}"
+                f"arch {self.arch!r} does not fit the {self.modality} dataset {self.dataset!r}; "
+                f"choose from: {', '.join(registry.archs_of(self.modality))}"
             )
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("pretrain", self.pretrain, PRETRAIN)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        for name in ("init_size", "acq_size", "pool_size", "max_epochs", "patience", "batch_size"):
-            _positive(name.replace("_", "-"), getattr(self, name))
-        _non_negative("rounds", self.rounds)
-        _positive("width", self.width)
-        _positive("lr", self.lr)
-        _non_negative("weight-decay", self.weight_decay)
-        _non_negative("seed", self.seed)
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val-fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0 < self.train_acc_stop <= 1:
-            raise ConfigError(f"train-acc-stop must be in (0, 1], got {self.train_acc_stop}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.mc_samples < 2:
-            raise ConfigError(f"mc-samples must be at least 2, got {self.mc_samples}")
-        _positive("max-length", self.max_length)
-        if not 0 <= self.warmup_fraction < 1:
-            raise ConfigError(f"warmup-fraction must be in [0, 1), got {self.warmup_fraction}")
-        if not 0 < self.test_fraction < 1:
-            raise ConfigError(f"test-fraction must be in (0, 1), got {self.test_fraction}")
         if self.is_text:
             if self.augment:
                 raise ConfigError("augment (crops and flips) is for images, not text datasets")
@@ -231,24 +386,24 @@ class RunConfig:
         elif self.model_path:
             raise ConfigError("model-path loads transformer weights; it needs a text dataset")
         if self.dataset == "csv":
-            self.csv_options.validate()
+            if not self.csv_options.path:
+                raise ConfigError("dataset 'csv' needs --csv-path (a .csv or .tsv file)")
         elif self.csv_options != CsvOptions():
             raise ConfigError(f"csv options apply to dataset 'csv', not {self.dataset!r}")
-        self.pretrain_options.validate()
-        self._validate_architecture()
+        self._validate_architecture(family)
         return self
 
-    def _validate_architecture(self) -> None:
-        _choice("arch-mode", self.arch_mode, ARCH_MODES)
-        if self.arch in OPTIMIZED_ARCHS and self.arch_mode == "fixed":
+    def _validate_architecture(self, family: registry.ModelFamily) -> None:
+        optimized = self.arch in family.optimized
+        if optimized and self.arch_mode == "fixed":
             raise ConfigError(
                 f"arch {self.arch!r} optimizes its architecture; choose arch-mode from: "
                 f"{', '.join(m for m in ARCH_MODES if m != 'fixed')}"
             )
-        if self.arch not in OPTIMIZED_ARCHS and self.arch_mode != "fixed":
+        if not optimized and self.arch_mode != "fixed":
             raise ConfigError(
                 f"arch-mode {self.arch_mode!r} needs an architecture to optimize; choose arch "
-                f"from: {', '.join(OPTIMIZED_ARCHS)} (or arch-mode fixed)"
+                f"from: {', '.join(registry.optimized_archs())} (or arch-mode fixed)"
             )
         if self.arch_source and self.arch_mode not in PRE_OPTIMIZED:
             raise ConfigError(f"arch-source is a pre-optimized architecture; arch-mode "
@@ -256,8 +411,6 @@ class RunConfig:
         if self.arch_mode == "upo" and self.pretrain != "none":
             raise ConfigError("arch-mode upo already pretrains on unlabelled data; use "
                               "pretrain none")  # fmt: skip
-        if self.arch in CNN_ARCHS:
-            self.arch_options.validate()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -269,30 +422,39 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; allowed: {sorted(known)}")
         values = dict(raw)
-        if "pretrain_options" in values:
-            values["pretrain_options"] = PretrainConfig(**values["pretrain_options"])
-        if "csv_options" in values:
-            values["csv_options"] = CsvOptions(**values["csv_options"])
-        if "arch_options" in values:
-            values["arch_options"] = ArchOptions(**values["arch_options"])
+        for f in dataclasses.fields(cls):
+            options = f.metadata.get("nested")
+            if options is not None and f.name in values:
+                values[f.name] = options(**values[f.name])
         return cls(**values)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+# The paper's text protocol (section 3.2: 100 initial labels, 25 rounds of 100, 5 epochs as in
+# Devlin et al. 2018) with BERT fine-tuning's usual AdamW settings: the fields' `text`
+# defaults. `RunConfig`'s own defaults are the image protocol.
+TEXT_PROTOCOL: dict[str, Any] = {
+    s.spec.name: s.text_default
+    for s in settings_of(RunConfig)
+    if len(s.path) == 1 and s.text_default is not dataclasses.MISSING
+}
+TEXT_PRETRAIN_LR = next(s.text_default for s in settings_of(PretrainConfig) if s.key == "lr")
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Where data lives and what runs it; not part of the experiment's identity."""
 
-    data_dir: Path | None = None
-    download: bool = False
-    cache_dir: Path | None = None  # tokenized datasets; default $ARCHDAL_CACHE, ~/.cache/archdal
-    device: str = "auto"
-    eval_batch_size: int = 1024
-    quiet: bool = False
+    data_dir: Path | None = option(None, "datasets (default: $ARCHDAL_DATA, then the cache)")
+    download: bool = option(False, "fetch missing datasets (text: from the Hugging Face hub)")
+    cache_dir: Path | None = option(None, "tokenized text datasets (default: $ARCHDAL_CACHE, "
+                                    "then ~/.cache/archdal)")  # fmt: skip
+    device: str = option("auto", "auto: cuda when available", OneOf(DEVICES))
+    eval_batch_size: int = option(1024, "batch size of evaluation and pool passes", POSITIVE)
+    quiet: bool = option(False, "no per-round progress lines")
 
     def validate(self) -> Runtime:
-        _choice("device", self.device, DEVICES)
-        _positive("eval-batch-size", self.eval_batch_size)
+        check_fields(self)
         return self

@@ -3,26 +3,31 @@
 Every dataset is held in memory as `uint8` tensors of shape N×C×H×W (MNIST: 47 MB),
 moved once to the training device; batches are sliced and normalised there, so no
 per-sample Python or PIL work happens while training.
+
+The datasets a config may name are `archdal.registry.DATASETS`; the image ones register
+here, the text ones in `archdal.textdata`. To add a dataset:
+1. write a loader `(RunConfig, Runtime) -> ImageData` (or `TextData`), on the CPU, raising
+   a `DataError` that names the missing or corrupt file;
+2. register it: `registry.DATASETS.register(registry.Dataset("name", "image", loader))`,
+   here or in your own module (then name that module in `$ARCHDAL_PLUGINS`);
+3. `archdal run --dataset name` and a sweep's `--datasets name` now accept it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from archdal.config import IMAGE_DATASETS, RunConfig, Runtime
+from archdal import registry
+from archdal.config import RunConfig, Runtime, default_data_dir
 from archdal.errors import ConfigError, DataError
 from archdal.seeding import derive_seed, generator
-
-if TYPE_CHECKING:
-    from archdal.textdata import TextData
 
 
 @dataclass(frozen=True)
@@ -58,14 +63,6 @@ class ImageData:
             self.test_y.to(device),
             self.num_classes,
         )
-
-
-def default_data_dir() -> Path:
-    """`$ARCHDAL_DATA`, else the user's cache directory."""
-    if os.environ.get("ARCHDAL_DATA"):
-        return Path(os.environ["ARCHDAL_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "archdal" / "data"
 
 
 # md5 of the uncompressed IDX files as torchvision lays them out (the published checksums).
@@ -193,16 +190,11 @@ def make_synthetic(
     return ImageData("synthetic", train_x, train_y, test_x, test_y, num_classes)
 
 
-def load_dataset(name: str, data_dir: Path | None = None, download: bool = False) -> ImageData:
-    """Load an image dataset by name (see `archdal.config.IMAGE_DATASETS`) into CPU uint8
-    tensors."""
-    if name not in IMAGE_DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose from: {', '.join(IMAGE_DATASETS)}")
+def _load_named(name: str, root: Path, download: bool) -> ImageData:
     if name == "digits":
         return load_digits_images()
     if name == "synthetic":
         return make_synthetic()
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
     if name == "mnist":
         return _load_idx(root, download, "MNIST")
     if name == "fashion_mnist":
@@ -210,13 +202,22 @@ def load_dataset(name: str, data_dir: Path | None = None, download: bool = False
     return _load_torchvision(name, root, download)
 
 
-def load_data(config: RunConfig, runtime: Runtime) -> ImageData | TextData:
-    """The config's dataset, images or text (tokenized by the config's model), on the CPU."""
-    if config.is_text:
-        from archdal.textdata import load_text_data
+def load_dataset(name: str, data_dir: Path | None = None, download: bool = False) -> ImageData:
+    """Load an image dataset by name (see `IMAGE_DATASETS`) into CPU uint8 tensors."""
+    if registry.DATASETS.get(name).modality != "image":
+        raise ConfigError(f"dataset {name!r} is text; choose an image dataset from: "
+                          f"{', '.join(IMAGE_DATASETS)}")  # fmt: skip
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return _load_named(name, root, download)
 
-        return load_text_data(config, runtime)
+
+def _load_for_run(config: RunConfig, runtime: Runtime) -> Any:
     return load_dataset(config.dataset, runtime.data_dir, runtime.download)
+
+
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "svhn", "digits", "synthetic")
+for _name in IMAGE_DATASETS:
+    registry.DATASETS.register(registry.Dataset(_name, "image", _load_for_run))
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ here: the Tune layer reports and checkpoints the same state.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +17,12 @@ from typing import Any
 
 import torch
 
-from archdal.config import CNN_ARCHS, PRE_OPTIMIZED, RunConfig, Runtime
-from archdal.data import ImageData, Split, load_data, make_split
+from archdal.config import PRE_OPTIMIZED, RunConfig, Runtime
+from archdal.data import ImageData, Split, make_split
 from archdal.errors import ConfigError, DataError
-from archdal.models import ALModel, model_factory
+from archdal.families import load_data, model_adapter
+from archdal.io import atomic_write
+from archdal.models import ALModel
 from archdal.pool import LABELED_EMBEDDINGS, compute_view
 from archdal.pretrain import pretrain_backbone
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
@@ -73,14 +73,7 @@ class Trajectory:
         )  # fmt: skip
         check_budget(config, self.split)
         self.device = resolve_device(self.runtime.device)
-        self.focus2 = None
-        if config.arch in CNN_ARCHS:  # Focus 2: imported only where needed
-            from archdal.archopt import build as focus2
-
-            self.focus2 = focus2
-            self.build_model = focus2.cnn_builder(config, data)
-        else:
-            self.build_model = model_factory(config, data)
+        self.adapter = model_adapter(config, data)  # the one object that makes its models
         self.data = data.to(self.device)
         self.round = 0
         self.labeled = self.split.initial.clone()
@@ -94,7 +87,7 @@ class Trajectory:
         return self.round > self.config.rounds
 
     def new_model(self) -> ALModel:
-        return self.build_model().to(self.device)
+        return self.adapter.new_model().to(self.device)
 
     def _pretrain(self) -> float:
         start = time.perf_counter()
@@ -103,26 +96,20 @@ class Trajectory:
         )
         return time.perf_counter() - start
 
-    def _pre_optimize(self) -> float:
+    def pre_optimize(self) -> dict[str, Any]:
+        """The config's architecture and weights optimized once (spo/upo), computed here."""
+        return self.adapter.pre_optimize(
+            self.data, self.split, self.device, self.runtime.eval_batch_size
+        )
+
+    def _load_or_pre_optimize(self) -> float:
         """Load the stage-one result the config names, or optimize here; the optimization's
         own time, wherever it ran."""
-        c = self.config
-        if not c.arch_source:
-            self.pre_optimized = self.focus2.pre_optimize(
-                c, self.data, self.split, self.build_model, self.device,
-                self.runtime.eval_batch_size,
-            )  # fmt: skip
-        else:
-            self.pre_optimized = self.focus2.load_result(c.arch_source, c)
-        return self.pre_optimized["seconds"]
-
-    def _round_model(self, labeled: torch.Tensor, val: torch.Tensor, seed: int) -> ALModel:
-        if self.focus2 is None:
-            return self.new_model()
-        model = self.focus2.round_model(
-            self.config, self.data, self.build_model, self.pre_optimized, labeled, val, seed
+        source = self.config.arch_source
+        self.pre_optimized = (
+            self.adapter.load_pre_optimized(source) if source else self.pre_optimize()
         )
-        return model.to(self.device)
+        return self.pre_optimized["seconds"]
 
     def run_round(self) -> dict[str, Any]:
         """Train on the labelled set, evaluate, and (unless last) acquire `acq_size` labels."""
@@ -133,13 +120,14 @@ class Trajectory:
         if c.pretrain == "unsupervised" and self.pretrained is None:
             record["pretrain_seconds"] = self._pretrain()
         if c.arch_mode in PRE_OPTIMIZED and self.pre_optimized is None:
-            record["archopt_seconds"] = self._pre_optimize()
+            record["archopt_seconds"] = self._load_or_pre_optimize()
         init_seed, mc_seed = draw_seed(self.rng), draw_seed(self.rng)
         labeled = self.labeled.to(self.device)
         labeled_x = d.train_x[labeled]
         val = self.split.val.to(self.device)
         with global_torch_seed(init_seed):
-            model = self._round_model(labeled, val, init_seed)
+            model = self.adapter.round_model(d, self.pre_optimized, labeled, val, init_seed)
+            model = model.to(self.device)
             if self.pretrained is not None:
                 model.load_state_dict(self.pretrained | model.classifier_state())
             result = train_model(
@@ -200,20 +188,6 @@ class Trajectory:
 def strip_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Records without wall-clock fields: what must match between two runs of a seed."""
     return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_saved_config(path: Path) -> dict[str, Any]:

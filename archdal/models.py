@@ -1,7 +1,8 @@
 """CIFAR-style VGG and ResNet (paper, appendix B) split as features → neck → classifier.
 
 `ALModel` is the interface the loop, the pool pass and pretraining use for every model,
-images and text alike (`archdal.textmodels.TextNet` is the transformer one).
+images and text alike (`archdal.textmodels.TextNet` is the transformer one); the model
+families that build them, and the adapter the loop uses, are in `archdal.families`.
 
 The convolutional `features` are deterministic; every dropout layer lives in the `neck`,
 whose output is the penultimate embedding read by coreset and BADGE. MC dropout
@@ -20,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archdal.config import IMAGE_ARCHS, RunConfig
 from archdal.errors import ConfigError
 
 _VGG_LAYERS = {
@@ -32,6 +32,7 @@ _VGG_LAYERS = {
 }  # fmt: skip
 _RESNET_BLOCKS = {"resnet18": (False, [2, 2, 2, 2]), "resnet34": (False, [3, 4, 6, 3])}
 _RESNET_BLOCKS["resnet50"] = (True, [3, 4, 6, 3])
+IMAGE_ARCHS = (*_VGG_LAYERS, *_RESNET_BLOCKS)
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -249,7 +250,7 @@ def build_model(
     mean: torch.Tensor | None = None,
     std: torch.Tensor | None = None,
 ) -> ALNet:
-    """The named architecture (see `archdal.config.ARCHS`), `width` scaling every layer."""
+    """The named architecture (see `IMAGE_ARCHS`), `width` scaling every layer."""
     if arch not in IMAGE_ARCHS:
         raise ConfigError(f"unknown arch {arch!r}; choose from: {', '.join(IMAGE_ARCHS)}")
     make = _vgg if arch.startswith("vgg") else _resnet
@@ -273,16 +274,3 @@ def restore_order(rows: torch.Tensor, order: torch.Tensor | None) -> torch.Tenso
     restored = torch.empty_like(rows)
     restored[order] = rows
     return restored
-
-
-def model_factory(config: RunConfig, data: Any) -> Callable[[], ALModel]:
-    """A builder of the config's model for `data` (`ImageData` or `TextData`), on the CPU;
-    everything it reads from disk or from the data is read once, here."""
-    if config.is_text:
-        from archdal.textmodels import TextModelFactory
-
-        return TextModelFactory(config, data.num_classes, data.pad_id, data.tokenizer)
-    mean, std = data.channel_stats()
-    c = config
-    return lambda: build_model(c.arch, data.num_classes, data.channels, c.width, c.dropout,
-                               mean, std)  # fmt: skip

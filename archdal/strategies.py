@@ -4,6 +4,14 @@ Each `select(view, n, rng)` returns `n` distinct row positions of the pool. Scor
 "higher is more informative" and ties go to the lower position, so a selection is a
 pure function of the view and the generator.
 
+To add a strategy:
+1. write `select_name(view, n, rng)`, reading only the `PoolView` fields it needs and
+   drawing any randomness from `rng`;
+2. register it: `REGISTRY.register(Strategy("name", frozenset({PROBS}), select_name))`,
+   naming those fields (`archdal.pool.NEEDS`) so the round's one pool pass computes them;
+   here, or in your own module named in `$ARCHDAL_PLUGINS`;
+3. `archdal run --strategy name` and a sweep's `--strategies name` now accept it.
+
 Coreset and BADGE share one exact greedy engine (`greedy_centres`) that never holds an
 N×N matrix nor BADGE's N×(classes·dim) gradient embedding. Each point keeps its squared
 distance to the nearest chosen centre, stale values being upper bounds; only the chunk
@@ -20,8 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from archdal.config import STRATEGIES
-from archdal.errors import ConfigError
+from archdal import registry
 from archdal.pool import EMBEDDINGS, LABELED_EMBEDDINGS, MC, PROBS, PoolView, entropy
 
 CHUNK_ROWS = 4096
@@ -220,27 +227,25 @@ def select_badge(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Strategy:
+    """A registered strategy: what it needs from the pool pass, and its selection."""
+
     name: str
     needs: frozenset[str]
     select: Callable[[PoolView, int, torch.Generator], torch.Tensor]
 
 
-REGISTRY: dict[str, Strategy] = {
-    s.name: s
-    for s in (
-        Strategy("random", frozenset(), select_random),
-        Strategy("least_confidence", frozenset({PROBS}), select_least_confidence),
-        Strategy("margin", frozenset({PROBS}), select_margin),
-        Strategy("entropy", frozenset({PROBS}), select_entropy),
-        Strategy("bald", frozenset({MC}), select_bald),
-        Strategy("coreset", frozenset({EMBEDDINGS, LABELED_EMBEDDINGS}), select_coreset),
-        Strategy("badge", frozenset({PROBS, EMBEDDINGS}), select_badge),
-    )
-}
-assert tuple(REGISTRY) == STRATEGIES, "config.STRATEGIES and the registry must agree"
+REGISTRY = registry.STRATEGIES
+for _strategy in (
+    Strategy("random", frozenset(), select_random),
+    Strategy("least_confidence", frozenset({PROBS}), select_least_confidence),
+    Strategy("margin", frozenset({PROBS}), select_margin),
+    Strategy("entropy", frozenset({PROBS}), select_entropy),
+    Strategy("bald", frozenset({MC}), select_bald),
+    Strategy("coreset", frozenset({EMBEDDINGS, LABELED_EMBEDDINGS}), select_coreset),
+    Strategy("badge", frozenset({PROBS, EMBEDDINGS}), select_badge),
+):
+    REGISTRY.register(_strategy)
 
 
 def get_strategy(name: str) -> Strategy:
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown strategy {name!r}; choose from: {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    return REGISTRY.get(name)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from archdal.config import RunConfig, Runtime
-from archdal.data import default_data_dir
+from archdal import registry
+from archdal.config import RunConfig, Runtime, default_data_dir
 from archdal.errors import ConfigError, DataError
 from archdal.seeding import derive_seed, generator
 from archdal.textmodels import model_source
@@ -373,3 +373,8 @@ def load_text_data(config: RunConfig, runtime: Runtime) -> TextData:
         config.dataset, train_x, train_y, test_x, test_y, len(raw.class_names),
         tokenizer.pad_token_id, source, held_out_test=raw.train is None,
     )  # fmt: skip
+
+
+TEXT_DATASETS = ("ag_news", "banking77", "dbpedia", "qnli", "csv")
+for _name in TEXT_DATASETS:
+    registry.DATASETS.register(registry.Dataset(_name, "text", load_text_data))

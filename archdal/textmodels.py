@@ -29,6 +29,7 @@ FAMILIES = {
     "distilbert": ("distilbert", "classifier", ("dropout", "seq_classif_dropout")),
     "roberta": ("roberta", "classifier.out_proj", ("hidden_dropout_prob", "classifier_dropout")),
 }
+TEXT_ARCHS = tuple(HUB_IDS)
 TOKEN_TYPES = {"bert"}  # the family whose inputs carry segment ids (sentence pairs)
 
 

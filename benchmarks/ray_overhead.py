@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from archdal import Runtime, Trajectory
-from archdal.grid import PRESETS, expand
-from archdal.results import load_rounds
+from archdal.analysis.results import load_rounds
+from archdal.sweep.grid import expand
+from archdal.sweep.presets import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,12 +6,12 @@
 
 Stage one runs the pre-optimizations (spo, upo) as Tune trials; stage two runs one trial
 per trajectory, loading them. `--help` lists every option; the logic is in
-`archdal.sweep_cli`.
+`archdal.sweep.cli`.
 """
 
 import sys
 
-from archdal.sweep_cli import focus2_main
+from archdal.sweep.cli import focus2_main
 
 if __name__ == "__main__":
     sys.exit(focus2_main())

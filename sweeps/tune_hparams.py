@@ -3,12 +3,12 @@
     python sweeps/tune_hparams.py --preset small --num-samples 20 --out hparams/small.json
     python sweeps/focus1.py --preset small --hparams hparams/small.json
 
-`--help` lists every option; the logic lives in `archdal.sweep_cli`.
+`--help` lists every option; the logic lives in `archdal.sweep.cli`.
 """
 
 import sys
 
-from archdal.sweep_cli import tune_hparams_main
+from archdal.sweep.cli import tune_hparams_main
 
 if __name__ == "__main__":
     sys.exit(tune_hparams_main())

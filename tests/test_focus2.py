@@ -11,10 +11,11 @@ from archdal.archopt import build
 from archdal.config import ArchOptions, PretrainConfig
 from archdal.data import make_split
 from archdal.errors import ConfigError, DataError
-from archdal.grid import FOCUS2_PRESETS, expand
 from archdal.loop import strip_timing
 from archdal.pretrain import pretraining_images
-from archdal.sweep_cli import stage_one
+from archdal.sweep.cli import stage_one
+from archdal.sweep.grid import expand
+from archdal.sweep.presets import FOCUS2_PRESETS
 from archdal.train import train_model
 
 from .conftest import tiny_config

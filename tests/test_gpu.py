@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from archdal import Runtime, Trajectory, strip_timing
-from archdal.config import STRATEGIES
 from archdal.models import build_model
 from archdal.pool import compute_view
 from archdal.seeding import generator
 from archdal.strategies import get_strategy
+from archdal.sweep.presets import PAPER_STRATEGIES as STRATEGIES
 
 from .conftest import tiny_config
 from .test_focus2 import focus2_config

@@ -9,16 +9,10 @@ import pytest
 
 from archdal import RunConfig, Runtime
 from archdal.errors import ConfigError, DataError
-from archdal.grid import (
-    PRESETS,
-    check_budgets,
-    expand,
-    load_hparams,
-    parse_setting,
-    save_hparams,
-    trial_name,
-)
-from archdal.sweep_cli import focus1_main
+from archdal.sweep.cli import focus1_main
+from archdal.sweep.grid import check_budgets, expand, parse_setting, trial_name
+from archdal.sweep.hparams import load_hparams, save_hparams
+from archdal.sweep.presets import PRESETS
 
 
 def test_paper_preset_is_the_papers_full_grid():
@@ -201,7 +195,8 @@ def test_unwritable_storage_is_refused(capsys, tmp_path):
 
 
 def test_an_existing_experiment_needs_resume_and_the_same_grid(capsys, tmp_path):
-    from archdal.tune import SWEEP_FILE, Sweep, check_new_or_resumable, write_sweep_file
+    from archdal.analysis.results import SWEEP_FILE
+    from archdal.sweep.tune import Sweep, check_new_or_resumable, write_sweep_file
 
     configs = expand(PRESETS["smoke"])
     sweep = Sweep(storage=tmp_path, name="focus1-smoke")

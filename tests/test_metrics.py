@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from archdal import metrics
-from archdal.metrics import MissingBaselineError
+from archdal.analysis import metrics
+from archdal.analysis.metrics import MissingBaselineError
 
 SETTING = {"dataset": "mnist", "pretrain": "none", "init_size": 100, "acq_size": 100,
            "augment": False}  # fmt: skip

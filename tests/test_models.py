@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archdal.config import IMAGE_ARCHS
-from archdal.models import build_model
+from archdal.models import IMAGE_ARCHS, build_model
 
 
 @pytest.mark.parametrize("arch", IMAGE_ARCHS)

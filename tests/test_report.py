@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from archdal import RunConfig
+from archdal.analysis.report import build_report, main
+from archdal.analysis.results import load_rounds
 from archdal.errors import DataError
-from archdal.report import build_report, main
-from archdal.results import load_rounds
 
 from .conftest import REPO
 

@@ -12,7 +12,7 @@ import torch
 
 from archdal import CsvOptions, PretrainConfig, Trajectory, load_data, strip_timing
 from archdal.cli import main
-from archdal.models import model_factory
+from archdal.families import model_adapter
 from archdal.pool import EMBEDDINGS, MC, PROBS, compute_view
 from archdal.seeding import global_torch_seed
 from archdal.strategies import REGISTRY
@@ -68,7 +68,7 @@ def test_embedding_is_what_the_last_layer_reads(arch, tiny_models, runtime):
     config = tiny_text_config(tiny_models[arch])
     data = load_data(config, runtime)
     with global_torch_seed(0):
-        model = model_factory(config, data)().eval()
+        model = model_adapter(config, data).new_model().eval()
     lengths = (data.test_x[:, 0] != data.pad_id).sum(dim=1)
     shortest = torch.argsort(lengths, stable=True)[:8]
     x = data.test_x[shortest]

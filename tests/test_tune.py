@@ -22,8 +22,8 @@ import torch
 import yaml
 
 from archdal import RunConfig, Runtime, Trajectory
-from archdal.results import _read_results, load_rounds, trial_dirs
-from archdal.tune import digest
+from archdal.analysis.results import _read_results, load_rounds, trial_dirs
+from archdal.sweep.tune import digest
 
 from .conftest import REPO
 
@@ -335,7 +335,7 @@ def test_tuned_hyperparameters_feed_the_sweep(tmp_path):
         *("--lr-range", "0.01", "0.1", "--batch-sizes", "16", "32"),
         script=HPARAMS,
     )
-    from archdal.grid import load_hparams
+    from archdal.sweep.hparams import load_hparams
 
     best = load_hparams(out)["digits/resnet18"]
     assert 0.01 <= best["lr"] <= 0.1 and best["batch_size"] in (16, 32)

@@ -25,16 +25,20 @@ from typing import Any
 import torch
 
 from archdal.archopt.cnn import BBDropoutCNN, DepthDropoutCNN, FixedCNN
-from archdal.archopt.pdarts import Genotype, PdartsNet, pdarts_settings, search
+from archdal.archopt.pdarts import PdartsNet, search
+from archdal.archopt.settings import Genotype, pdarts_settings
 from archdal.config import PRE_OPTIMIZED, RunConfig
 from archdal.data import ImageData, Split
 from archdal.errors import ConfigError, DataError
-from archdal.loop import atomic_write
+from archdal.io import atomic_write
 from archdal.models import ALModel
 from archdal.pretrain import cluster_labels, pretrain_backbone, pretraining_images
 from archdal.seeding import derive_seed, generator, global_torch_seed
 from archdal.train import train_model
 
+# Fixed CNNs of 1, 5 and 9 layers, and CNNs whose architecture is optimized.
+FIXED_CNNS = ("cnn1", "cnn5", "cnn9")
+OPTIMIZED_ARCHS = ("depth_dropout", "bbdropout", "pdarts")
 ARCHOPT_FORMAT = "archdal-archopt/1"
 # What a pre-optimization does not depend on: the strategy and the acquisitions after it.
 _NOT_IN_PRE_OPTIMIZATION = ("strategy", "acq_size", "rounds", "mc_samples", "arch_source")

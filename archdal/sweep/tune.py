@@ -25,11 +25,14 @@ import ray
 import torch
 from ray import tune
 
+from archdal.analysis.results import SWEEP_FILE, SWEEP_FORMAT, read_sweep_file
+from archdal.archopt.build import load_result, pre_optimization_name, save_result
 from archdal.config import RunConfig, Runtime
 from archdal.errors import ConfigError, DataError
-from archdal.grid import TUNED_FIELDS, hparams_key, trial_name
-from archdal.loop import Trajectory, atomic_write
-from archdal.results import SWEEP_FILE, SWEEP_FORMAT, read_sweep_file
+from archdal.io import atomic_write
+from archdal.loop import Trajectory
+from archdal.sweep.grid import trial_name
+from archdal.sweep.hparams import TUNED_FIELDS, hparams_key
 
 CHECKPOINT_NAME = "trajectory.pt"
 
@@ -104,15 +107,13 @@ def archopt_trainable(
     `config["run"]` and save them where the AL trials of stage two load them. A result
     already saved (a restarted trial) is loaded, not recomputed."""
     trajectory, device = _prepare(config, runtime)
-    focus2, run = trajectory.focus2, trajectory.config
-    out = Path(results_dir) / f"{focus2.pre_optimization_name(run)}.pt"
+    run = trajectory.config
+    out = Path(results_dir) / f"{pre_optimization_name(run)}.pt"
     if out.exists():
-        result = focus2.load_result(out, run)
+        result = load_result(out, run)
     else:
-        result = focus2.pre_optimize(run, trajectory.data, trajectory.split,
-                                     trajectory.build_model, trajectory.device,
-                                     trajectory.runtime.eval_batch_size)  # fmt: skip
-        focus2.save_result(out, result)
+        result = trajectory.pre_optimize()
+        save_result(out, result)
     tune.report(
         {
             "round": 0,
@@ -225,7 +226,7 @@ class Sweep:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
     max_failures: int = 3
-    verbose: int = 1
+    status_every: float = 30.0  # seconds between status tables; 0: only at the end
 
     @property
     def path(self) -> Path:
@@ -244,7 +245,64 @@ class Sweep:
             raise ConfigError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
         if self.max_failures < 0:
             raise ConfigError(f"--max-failures must be zero or positive, got {self.max_failures}")
+        if self.status_every < 0:
+            raise ConfigError(f"--status-every must be zero or positive, got {self.status_every}")
         return self
+
+
+class StatusTable(tune.Callback):
+    """The console of a sweep: a table of every trial's factors (its name), state and last
+    round (labels, test accuracy, epochs), printed every `every` seconds while something
+    changed and once at the end, in place of Ray's per-trial result dump."""
+
+    COLUMNS = ("trial", "state", "round", "labels", "test %", "epochs")
+
+    def __init__(self, every: float, write: Callable[[str], None] = print):
+        self.every = every
+        self.write = write
+        self.last: dict[str, dict[str, Any]] = {}
+        self.printed_at = time.monotonic()
+        self.changed = False
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self.last[trial.trial_id] = result
+        self.changed = True
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.changed = True
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.changed = True
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        due = self.every > 0 and time.monotonic() - self.printed_at >= self.every
+        if due and self.changed:
+            self.write(self.table(trials))
+            self.printed_at, self.changed = time.monotonic(), False
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.write(self.table(trials))
+
+    def row(self, trial) -> tuple[str, ...]:
+        r = self.last.get(trial.trial_id, {})
+
+        def cell(key: str, scale: float = 1.0, digits: int = 0) -> str:
+            return "-" if key not in r else f"{scale * r[key]:.{digits}f}"
+
+        name = str(trial).removesuffix(f"_{trial.trial_id}")
+        return (name, trial.status.lower(), cell("round"), cell("n_labeled"),
+                cell("test_acc", 100, 2), cell("epochs"))  # fmt: skip
+
+    def table(self, trials) -> str:
+        rows = [self.COLUMNS, *(self.row(t) for t in trials)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self.COLUMNS))]
+        counts: dict[str, int] = {}
+        for trial in trials:
+            counts[trial.status.lower()] = counts.get(trial.status.lower(), 0) + 1
+        head = f"{time.strftime('%H:%M:%S')}  " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                           enumerate(zip(row, widths, strict=True))) for row in rows]  # fmt: skip
+        return "\n".join([head, *lines])
 
 
 def _run_config(sweep: Sweep) -> tune.RunConfig:
@@ -253,7 +311,8 @@ def _run_config(sweep: Sweep) -> tune.RunConfig:
         storage_path=str(sweep.storage),
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        verbose=sweep.verbose,
+        verbose=0,  # the StatusTable is the console
+        callbacks=[StatusTable(sweep.status_every, lambda text: print(text, flush=True))],
     )
 
 

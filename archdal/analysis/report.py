@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from archdal import figures, metrics
+from archdal.analysis import figures, metrics
+from archdal.analysis.metrics import BASELINE, MissingBaselineError
+from archdal.analysis.results import SWEEP_FILE, load_rounds, read_sweep_file
 from archdal.errors import ArchdalError, DataError
-from archdal.metrics import BASELINE, MissingBaselineError
-from archdal.results import SWEEP_FILE, load_rounds, read_sweep_file
 
 INTRO = """<p>Each <b>trial</b> is one active-learning trajectory: a model of the given
 architecture is trained on the labelled set, tested, and the acquisition <b>strategy</b> picks

@@ -15,9 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from archdal.config import RunConfig
+from archdal.config import FACTORS, RunConfig
 from archdal.errors import DataError
-from archdal.grid import FACTORS
 
 FACTOR_COLUMNS = tuple(FACTORS.values())
 SWEEP_FILE = "archdal_sweep.json"  # the grid a sweep script ran, beside its trials

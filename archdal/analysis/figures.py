@@ -17,10 +17,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from archdal.config import STRATEGIES
-from archdal.metrics import BASELINE, setting_columns
+from archdal.analysis.metrics import BASELINE, setting_columns
+from archdal.registry import STRATEGIES
 
-COLORS = dict(zip(STRATEGIES, plt.get_cmap("tab10").colors, strict=False))
+PALETTE = plt.get_cmap("tab10").colors
+
+
+def strategy_color(strategy: str) -> tuple[float, ...] | None:
+    """One color per registered strategy, stable across figures (None: unregistered)."""
+    names = STRATEGIES.names()
+    return PALETTE[names.index(strategy) % len(PALETTE)] if strategy in names else None
+
+
 LABELS = {"least_confidence": "least conf.", "badge": "BADGE", "bald": "BALD"}
 PANEL_WIDTH, PANEL_HEIGHT, MAX_COLUMNS = 5.0, 3.4, 3
 
@@ -79,7 +87,7 @@ def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
 
 
 def _ordered(values: Iterable[str]) -> list[str]:
-    rank = {s: i for i, s in enumerate(STRATEGIES)}
+    rank = {s: i for i, s in enumerate(STRATEGIES.names())}
     return sorted(set(values), key=lambda s: (rank.get(s, len(rank)), s))
 
 
@@ -116,7 +124,7 @@ def relative_bars(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
                     chosen[f"{metric}_mean"],
                     width,
                     yerr=chosen[f"{metric}_std"].fillna(0),
-                    color=COLORS.get(strategy),
+                    color=strategy_color(strategy),
                     hatch="//" if pretrain != "none" else None,
                     edgecolor="black",
                     linewidth=0.4,
@@ -145,11 +153,11 @@ def learning_curves(table: pd.DataFrame, out: Path) -> list[Path]:
             stats = curve.groupby("n_labeled")["test_acc"].agg(["mean", "std"]).fillna(0)
             style = "--" if pretrain != "none" else "-"
             n = stats.index.to_numpy()
-            ax.plot(n, 100 * stats["mean"], style, color=COLORS.get(strategy), marker=".",
+            ax.plot(n, 100 * stats["mean"], style, color=strategy_color(strategy), marker=".",
                     label=_curve_label(strategy, pretrain))  # fmt: skip
             ax.fill_between(n, 100 * (stats["mean"] - stats["std"]),
                             100 * (stats["mean"] + stats["std"]),
-                            color=COLORS.get(strategy), alpha=0.15, linewidth=0)  # fmt: skip
+                            color=strategy_color(strategy), alpha=0.15, linewidth=0)  # fmt: skip
         ax.set_title(title)
         ax.set_xlabel("labelled examples")
         ax.set_ylabel("test accuracy (%)")
@@ -186,7 +194,7 @@ def spread_bands(spread: pd.DataFrame, across: str, out: Path) -> list[Path]:
             curve = rows[rows["band"] == band].sort_values("n_labeled")
             if curve.empty:
                 continue
-            color = COLORS.get(band) if held == "strategy" else palette[i % len(palette)]
+            color = strategy_color(band) if held == "strategy" else palette[i % len(palette)]
             ax.fill_between(curve["n_labeled"], 100 * curve["min_acc"], 100 * curve["max_acc"],
                             color=color, alpha=0.3, linewidth=0)  # fmt: skip
             ax.plot(curve["n_labeled"], 100 * curve["min_acc"], color=color, linewidth=0.8)

@@ -1,8 +1,9 @@
-"""Command lines of `sweeps/focus1.py` and `sweeps/tune_hparams.py`.
+"""Command lines of `sweeps/focus1.py`, `sweeps/focus2.py` and `sweeps/tune_hparams.py`.
 
-Both check everything they can (factor values, sizes against the real splits, storage,
-the Ray address, an experiment to resume) before the first trial starts, and report a
-problem as one line with exit code 2.
+Each runs one pre-flight (`preflight`): factor values, sizes against the real splits,
+storage, the experiment to start or resume, the report folder, the Ray address; a problem
+is one line with exit code 2 before the first trial starts (`archdal.cli.main_guard`).
+While trials run the console shows a status table (`archdal.sweep.tune.StatusTable`).
 """
 
 from __future__ import annotations
@@ -10,30 +11,41 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from archdal.cli import EXIT_USAGE, _Parser
-from archdal.config import PRE_OPTIMIZED, RunConfig, Runtime
-from archdal.data import default_data_dir
+from ray import tune
+
+from archdal.analysis.report import build_report, check_report_out
+from archdal.archopt.build import pre_optimization_name
+from archdal.cli import Parser, main_guard
+from archdal.config import FACTORS, PRE_OPTIMIZED, RunConfig, Runtime, default_data_dir
 from archdal.errors import ArchdalError, ConfigError
-from archdal.grid import (
-    FACTORS,
-    FOCUS2_PRESETS,
-    PRESETS,
-    Preset,
+from archdal.sweep.grid import (
     check_budgets,
     expand,
-    hparams_key,
-    load_hparams,
     parse_bool,
     parse_setting,
-    save_hparams,
+    settable_fields,
     trial_name,
 )
-
-if TYPE_CHECKING:
-    from archdal.tune import Sweep
+from archdal.sweep.hparams import hparams_key, load_hparams, save_hparams
+from archdal.sweep.presets import FOCUS2_PRESETS, PRESETS, Preset
+from archdal.sweep.tune import (
+    Sweep,
+    archopt_trainable,
+    can_restore,
+    check_fits_local_ray,
+    check_new_or_resumable,
+    check_storage,
+    connect,
+    default_storage,
+    run_trajectories,
+    summarize,
+    tune_hparams,
+    write_sweep_file,
+)
 
 _FACTOR_TYPES = {"seeds": int, "init_sizes": int, "acq_sizes": int}
 
@@ -46,15 +58,15 @@ def _typed(name: str, values: list[str]) -> tuple[Any, ...]:
         raise ConfigError(f"--{name.replace('_', '-')}: {err}") from err
 
 
-def _add_grid_arguments(
-    p: argparse.ArgumentParser, default_preset: str, presets: dict[str, Preset] = PRESETS
-) -> None:
+def _add_grid_arguments(p: argparse.ArgumentParser, default_preset: str,
+                        presets: dict[str, Preset]) -> None:  # fmt: skip
     g = p.add_argument_group("grid")
     g.add_argument(
         "--preset",
         default=default_preset,
         choices=sorted(presets),
-        help="; ".join(f"{n}: {presets[n].description}" for n in sorted(presets)),
+        help="; ".join(f"{n}: {presets[n].description}" for n in sorted(presets))
+        + f" (default: {default_preset})",
     )
     for name in FACTORS:
         g.add_argument(
@@ -68,7 +80,8 @@ def _add_grid_arguments(
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set a RunConfig field for every trial (e.g. width=0.25, max_epochs=50)",
+        help="set a RunConfig field for every trial (e.g. width=0.25, max_epochs=50, "
+        "arch_options.filters=16); the keys are listed below",
     )
 
 
@@ -77,9 +90,14 @@ def _add_placement_arguments(p: argparse.ArgumentParser, name_hint: str) -> None
     r.add_argument("--address", help="'auto', HOST:PORT or ray://HOST:PORT; none: a local Ray")
     r.add_argument("--num-cpus", type=float, help="CPUs of the local Ray (default: all)")
     r.add_argument("--num-gpus", type=float, help="GPUs the local Ray declares (default: found)")
-    r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs (and threads) a trial")
     r.add_argument(
-        "--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU: 0.25 = 4 per GPU"
+        "--cpus-per-trial", type=float, default=1.0, help="CPUs (and threads) a trial (default: 1)"
+    )
+    r.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="fractions share a GPU: 0.25 = 4 per GPU (default: 0)",
     )
     r.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources)")
     r.add_argument(
@@ -90,20 +108,37 @@ def _add_placement_arguments(p: argparse.ArgumentParser, name_hint: str) -> None
         "else ~/archdal_results)",
     )
     r.add_argument("--name", help=f"experiment name (default: {name_hint})")
+    r.add_argument(
+        "--status-every",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="print the trials' status table this often (default: 30)",
+    )
     d = p.add_argument_group("data")
     d.add_argument("--data-dir", type=Path, help="default: $ARCHDAL_DATA, then the cache")
     d.add_argument("--download", action="store_true", help="fetch missing datasets")
     d.add_argument(
         "--cache-dir", type=Path, help="tokenized text (default: $ARCHDAL_CACHE, ~/.cache/archdal)"
     )
-    d.add_argument("--eval-batch-size", type=int, default=Runtime().eval_batch_size)
+    d.add_argument(
+        "--eval-batch-size",
+        type=int,
+        default=Runtime().eval_batch_size,
+        help=f"batch size of evaluation and pool passes (default: {Runtime().eval_batch_size})",
+    )
 
 
-def _grid(
-    args: argparse.Namespace,
-    hparams: dict[str, Any] | None = None,
-    presets: dict[str, Preset] = PRESETS,
-) -> list[RunConfig]:
+def _parser(prog: str, description: str) -> Parser:
+    return Parser(
+        prog=prog,
+        description=description,
+        epilog=settable_fields(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _grid(args: argparse.Namespace, presets: dict[str, Preset], hparams=None) -> list[RunConfig]:
     factors = {
         name: _typed(name, getattr(args, name))
         for name in FACTORS
@@ -124,9 +159,7 @@ def _runtime(args: argparse.Namespace) -> Runtime:
     ).validate()
 
 
-def _sweep(args: argparse.Namespace, name: str, runtime: Runtime, **extra: Any):
-    from archdal.tune import Sweep, check_storage, default_storage
-
+def _sweep(args: argparse.Namespace, name: str, runtime: Runtime, **extra: Any) -> Sweep:
     sweep = Sweep(
         storage=(args.storage or default_storage()).expanduser().absolute(),
         name=name,
@@ -134,18 +167,11 @@ def _sweep(args: argparse.Namespace, name: str, runtime: Runtime, **extra: Any):
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,
+        status_every=args.status_every,
         **extra,
     ).validate()
     check_storage(sweep.storage)
     return sweep
-
-
-def _connect(args: argparse.Namespace, sweep: Sweep) -> None:
-    from archdal.tune import check_fits_local_ray, connect
-
-    connect(args.address, args.num_cpus, args.num_gpus)
-    if args.address is None:
-        check_fits_local_ray(sweep)
 
 
 def print_grid(configs: list[RunConfig], preset: str) -> None:
@@ -165,6 +191,41 @@ def print_grid(configs: list[RunConfig], preset: str) -> None:
     print(f"{len(configs)} trials")
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a sweep command checked before its first trial: trials, data and experiment."""
+
+    configs: list[RunConfig]
+    runtime: Runtime
+    sweep: Sweep
+
+
+def preflight(
+    args: argparse.Namespace,
+    presets: dict[str, Preset],
+    name: str,
+    check_experiments: Callable[[list[RunConfig], Sweep], list[RunConfig]],
+) -> Plan | int:
+    """Every check of a Focus 1 or Focus 2 sweep, in one order: the grid (exit status 0
+    after printing it for --dry-run), data and storage, the experiments (`check_experiments`
+    returns the AL trials to run), the report folder, every budget, then Ray."""
+    hparams = load_hparams(args.hparams) if args.hparams else None
+    grid = _grid(args, presets, hparams)
+    if args.dry_run:
+        print_grid(grid, args.preset)
+        return 0
+    runtime = _runtime(args)
+    sweep = _sweep(args, name, runtime, max_failures=args.max_failures)
+    configs = check_experiments(grid, sweep)
+    if args.report and not args.no_report:
+        check_report_out(args.report)
+    check_budgets(configs, runtime)
+    connect(args.address, args.num_cpus, args.num_gpus)
+    if args.address is None:
+        check_fits_local_ray(sweep)
+    return Plan(configs, runtime, sweep)
+
+
 def build_focus1_parser(focus: int = 1) -> argparse.ArgumentParser:
     description = {
         1: "Focus 1 as a Ray Tune sweep: one trial per active-learning trajectory.",
@@ -172,15 +233,13 @@ def build_focus1_parser(focus: int = 1) -> argparse.ArgumentParser:
         "trials of their own; stage two runs one trial per active-learning trajectory, "
         "loading them.",
     }[focus]
-    p = _Parser(
-        prog=f"sweeps/focus{focus}.py",
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = _parser(f"sweeps/focus{focus}.py", description)
     _add_grid_arguments(p, "smoke", PRESETS if focus == 1 else FOCUS2_PRESETS)
     p.add_argument("--hparams", type=Path, help="tuned lr/weight decay/batch size per dataset×arch")
     _add_placement_arguments(p, f"focus{focus}-PRESET")
-    p.add_argument("--max-failures", type=int, default=3, help="retries of a failed trial")
+    p.add_argument(
+        "--max-failures", type=int, default=3, help="retries of a failed trial (default: 3)"
+    )
     p.add_argument("--resume", action="store_true", help="finish the interrupted experiment")
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
     p.add_argument(
@@ -195,46 +254,12 @@ def build_focus1_parser(focus: int = 1) -> argparse.ArgumentParser:
 def write_report(experiment: Path, out: Path | None, prog: str) -> None:
     """The analysis report of the sweep just run; a sweep that cannot be reported on (say,
     no random baseline) still succeeded, so this warns instead of failing."""
-    from archdal.report import build_report
-
     try:
         page = build_report([experiment], out or experiment / "report")
     except ArchdalError as err:
         print(f"{prog}: report not written: {err}", file=sys.stderr)
         return
     print(f"{prog}: report {page}")
-
-
-def focus1_main(argv: list[str] | None = None) -> int:
-    args = build_focus1_parser().parse_args(argv)
-    try:
-        hparams = load_hparams(args.hparams) if args.hparams else None
-        configs = _grid(args, hparams)
-        if args.dry_run:
-            print_grid(configs, args.preset)
-            return 0
-        from archdal.tune import check_new_or_resumable
-
-        runtime = _runtime(args)
-        sweep = _sweep(
-            args, args.name or f"focus1-{args.preset}", runtime, max_failures=args.max_failures
-        )
-        check_new_or_resumable(sweep, configs, args.resume)
-        _check_report_folder(args)
-        check_budgets(configs, runtime)
-        _connect(args, sweep)
-    except ArchdalError as err:
-        sys.stderr.write(f"focus1: error: {err}\n")
-        return EXIT_USAGE
-    failed = _run_experiment("focus1", args, sweep, configs, args.resume, "trials")
-    return _finish("focus1", args, sweep, failed)
-
-
-def _check_report_folder(args: argparse.Namespace) -> None:
-    if args.report and not args.no_report:
-        from archdal.report import check_report_out
-
-        check_report_out(args.report)
 
 
 def _run_experiment(
@@ -248,8 +273,6 @@ def _run_experiment(
 ) -> list[str]:
     """Record a new experiment's grid, run (or restore and finish) it, say how it went;
     returns the failed trials. `run` goes to `run_trajectories`."""
-    from archdal.tune import run_trajectories, summarize, write_sweep_file
-
     if not resume:
         write_sweep_file(sweep, configs, {"preset": args.preset, "argv": sys.argv[1:]})
     print(f"{prog}: {len(configs)} {what} -> {sweep.path}", flush=True)
@@ -260,11 +283,33 @@ def _run_experiment(
     return failed
 
 
+def _finish(prog: str, args: argparse.Namespace, sweep: Sweep, failed: list[str]) -> int:
+    """Where to look, the report unless --no-report, and the exit status."""
+    print(f"        tensorboard --logdir {sweep.path}")
+    if not args.no_report:
+        write_report(sweep.path, args.report, prog)
+    return 1 if failed else 0
+
+
+def focus1_main(argv: list[str] | None = None) -> int:
+    return main_guard("focus1", lambda: _focus1(build_focus1_parser().parse_args(argv)))
+
+
+def _focus1(args: argparse.Namespace) -> int:
+    def experiments(configs: list[RunConfig], sweep: Sweep) -> list[RunConfig]:
+        check_new_or_resumable(sweep, configs, args.resume)
+        return configs
+
+    plan = preflight(args, PRESETS, args.name or f"focus1-{args.preset}", experiments)
+    if isinstance(plan, int):
+        return plan
+    failed = _run_experiment("focus1", args, plan.sweep, plan.configs, args.resume, "trials")
+    return _finish("focus1", args, plan.sweep, failed)
+
+
 def stage_one(configs: list[RunConfig], results_dir: Path) -> tuple[list, list[RunConfig]]:
     """The distinct pre-optimizations the AL configs need (as configs of their own), and
     the AL configs pointing at the files those will write."""
-    from archdal.archopt.build import pre_optimization_name
-
     jobs: dict[str, RunConfig] = {}
     trajectories = []
     for config in configs:
@@ -278,89 +323,71 @@ def stage_one(configs: list[RunConfig], results_dir: Path) -> tuple[list, list[R
     return list(jobs.values()), trajectories
 
 
+def _stage(sweep: Sweep) -> Sweep:
+    return dataclasses.replace(sweep, name=f"{sweep.name}-archopt")
+
+
 def focus2_main(argv: list[str] | None = None) -> int:
     """Stage one (pre-optimizations) then stage two (the AL trials), each its own Tune
     experiment; `--resume` restores whichever was interrupted and runs what is left."""
-    args = build_focus1_parser(focus=2).parse_args(argv)
-    try:
-        hparams = load_hparams(args.hparams) if args.hparams else None
-        grid = _grid(args, hparams, FOCUS2_PRESETS)
-        if args.dry_run:
-            print_grid(grid, args.preset)
-            return 0
-        from archdal.tune import check_new_or_resumable
+    return main_guard("focus2", lambda: _focus2(build_focus1_parser(focus=2).parse_args(argv)))
 
-        runtime = _runtime(args)
-        name = args.name or f"focus2-{args.preset}"
-        sweep = _sweep(args, name, runtime, max_failures=args.max_failures)
-        stage = dataclasses.replace(sweep, name=f"{name}-archopt")
-        jobs, configs = stage_one(grid, stage.path / "results")
-        check_new_or_resumable(sweep, configs, args.resume and _started(sweep))
+
+def _focus2(args: argparse.Namespace) -> int:
+    jobs: list[RunConfig] = []
+
+    def experiments(grid: list[RunConfig], sweep: Sweep) -> list[RunConfig]:
+        stage = _stage(sweep)
+        jobs[:], configs = stage_one(grid, stage.path / "results")
+        check_new_or_resumable(sweep, configs, args.resume and can_restore(sweep))
         if jobs:
-            check_new_or_resumable(stage, jobs, args.resume and _started(stage))
-        if args.resume and not (_started(sweep) or _started(stage)):
+            check_new_or_resumable(stage, jobs, args.resume and can_restore(stage))
+        if args.resume and not (can_restore(sweep) or can_restore(stage)):
             raise ConfigError(f"--resume: no experiment to resume at {sweep.path} (check "
                               "--storage and --name)")  # fmt: skip
-        _check_report_folder(args)
-        check_budgets(configs, runtime)
-        _connect(args, sweep)
-    except ArchdalError as err:
-        sys.stderr.write(f"focus2: error: {err}\n")
-        return EXIT_USAGE
-    from archdal.archopt.build import pre_optimization_name
-    from archdal.tune import archopt_trainable
+        return configs
 
+    plan = preflight(args, FOCUS2_PRESETS, args.name or f"focus2-{args.preset}", experiments)
+    if isinstance(plan, int):
+        return plan
+    sweep, stage = plan.sweep, _stage(plan.sweep)
     if jobs:
         failed = _run_experiment(
-            "focus2", args, stage, jobs, _started(stage), "architecture optimizations",
+            "focus2", args, stage, jobs, can_restore(stage), "architecture optimizations",
             trainable=archopt_trainable, name=pre_optimization_name,
             results_dir=str(stage.path / "results"),
         )  # fmt: skip
         if failed:
             print("focus2: stage two needs every optimization; fix and --resume", file=sys.stderr)
             return 1
-    failed = _run_experiment("focus2", args, sweep, configs, _started(sweep), "trials")
+    failed = _run_experiment("focus2", args, sweep, plan.configs, can_restore(sweep), "trials")
     return _finish("focus2", args, sweep, failed)
 
 
-def _finish(prog: str, args: argparse.Namespace, sweep: Sweep, failed: list[str]) -> int:
-    """Where to look, the report unless --no-report, and the exit status."""
-    print(f"        tensorboard --logdir {sweep.path}")
-    if not args.no_report:
-        write_report(sweep.path, args.report, prog)
-    return 1 if failed else 0
-
-
-def _started(sweep: Sweep) -> bool:
-    from archdal.tune import can_restore
-
-    return can_restore(sweep)
-
-
 def build_hparams_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="sweeps/tune_hparams.py",
-        description="Tune lr, weight decay and batch size per dataset × architecture with "
-        "Optuna on the initial labelled pool (objective: validation accuracy).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = _parser(
+        "sweeps/tune_hparams.py",
+        "Tune lr, weight decay and batch size per dataset × architecture with Optuna on the "
+        "initial labelled pool (objective: validation accuracy).",
     )
-    _add_grid_arguments(p, "smoke")
+    _add_grid_arguments(p, "smoke", PRESETS)
     s = p.add_argument_group("search")
-    s.add_argument("--num-samples", type=int, default=20, help="Optuna trials per dataset×arch")
-    s.add_argument("--search-seed", type=int, default=0, help="seeds Optuna's sampler")
-    s.add_argument("--lr-range", type=float, nargs=2, default=(1e-3, 0.3), metavar=("LO", "HI"))
     s.add_argument(
-        "--weight-decay-range", type=float, nargs=2, default=(1e-7, 1e-3), metavar=("LO", "HI")
+        "--num-samples", type=int, default=20, help="Optuna trials per dataset×arch (default: 20)"
     )
-    s.add_argument("--batch-sizes", type=int, nargs="+", default=(16, 32, 64, 128))
+    s.add_argument("--search-seed", type=int, default=0, help="seeds Optuna's sampler (default: 0)")
+    s.add_argument("--lr-range", type=float, nargs=2, default=(1e-3, 0.3), metavar=("LO", "HI"),
+                   help="log-uniform (default: 0.001 0.3)")  # fmt: skip
+    s.add_argument("--weight-decay-range", type=float, nargs=2, default=(1e-7, 1e-3),
+                   metavar=("LO", "HI"), help="log-uniform (default: 1e-07 0.001)")  # fmt: skip
+    s.add_argument("--batch-sizes", type=int, nargs="+", default=(16, 32, 64, 128),
+                   help="choices (default: 16 32 64 128)")  # fmt: skip
     _add_placement_arguments(p, "hparams-PRESET")
     p.add_argument("--out", type=Path, help="hyperparameter file (default: STORAGE/NAME.json)")
     return p
 
 
 def _search_space(args: argparse.Namespace) -> dict[str, Any]:
-    from ray import tune
-
     for flag, (lo, hi) in (("lr", args.lr_range), ("weight-decay", args.weight_decay_range)):
         if not 0 < lo < hi:
             raise ConfigError(f"--{flag}-range needs 0 < LO < HI, got {lo} {hi}")
@@ -376,26 +403,25 @@ def _search_space(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def tune_hparams_main(argv: list[str] | None = None) -> int:
-    args = build_hparams_parser().parse_args(argv)
-    try:
-        configs = _grid(args)
-        space = _search_space(args)
-        runtime = _runtime(args)
-        sweep = _sweep(args, args.name or f"hparams-{args.preset}", runtime)
-        # One base per dataset × arch: the grid's first trial of that pair (its seed's
-        # split and initial size); the strategy does not matter on the initial pool.
-        bases: dict[str, RunConfig] = {}
-        for config in configs:
-            bases.setdefault(hparams_key(config.dataset, config.arch), config)
-        check_budgets(list(bases.values()), runtime)
-        out = (args.out or sweep.storage / f"{sweep.name}.json").expanduser().absolute()
-        best = load_hparams(out) if out.exists() else {}  # tuning more pairs adds to a file
-        _connect(args, sweep)
-    except ArchdalError as err:
-        sys.stderr.write(f"tune_hparams: error: {err}\n")
-        return EXIT_USAGE
-    from archdal.tune import tune_hparams
+    return main_guard(
+        "tune_hparams", lambda: _tune_hparams(build_hparams_parser().parse_args(argv))
+    )
 
+
+def _tune_hparams(args: argparse.Namespace) -> int:
+    configs = _grid(args, PRESETS)
+    space = _search_space(args)
+    runtime = _runtime(args)
+    sweep = _sweep(args, args.name or f"hparams-{args.preset}", runtime)
+    # One base per dataset × arch: the grid's first trial of that pair (its seed's
+    # split and initial size); the strategy does not matter on the initial pool.
+    bases: dict[str, RunConfig] = {}
+    for config in configs:
+        bases.setdefault(hparams_key(config.dataset, config.arch), config)
+    check_budgets(list(bases.values()), runtime)
+    out = (args.out or sweep.storage / f"{sweep.name}.json").expanduser().absolute()
+    best = load_hparams(out) if out.exists() else {}  # tuning more pairs adds to a file
+    connect(args.address, args.num_cpus, args.num_gpus)
     search = {
         "lr_range": list(args.lr_range),
         "weight_decay_range": list(args.weight_decay_range),
