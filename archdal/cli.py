@@ -67,6 +67,9 @@ _ARG_TYPES: dict[str, Callable[[str], Any]] = {
 }
 
 
+_METAVARS = {"dict[str, Any]": "JSON"}
+
+
 def _help(setting: Setting, by_modality: bool) -> str:
     text = setting.spec.metadata.get("help", "")
     admits = setting.spec.metadata.get("admits")
@@ -75,13 +78,9 @@ def _help(setting: Setting, by_modality: bool) -> str:
     default = setting.default
     if by_modality:
         return f"{text} (default: {default} for images, {setting.text_default} for text)"
-    if setting.kind == "bool":
+    if setting.kind == "bool" or "(default:" in text:  # a bool's default is off; or said
         return text
-    return (
-        f"{text} (default: {default!r})"
-        if isinstance(default, str)
-        else (f"{text} (default: {default})")
-    )
+    return f"{text} (default: {default!r})" if default == "" else f"{text} (default: {default})"
 
 
 def add_setting(group: argparse._ArgumentGroup, setting: Setting, dest: str) -> None:
@@ -97,7 +96,7 @@ def add_setting(group: argparse._ArgumentGroup, setting: Setting, dest: str) -> 
         kwargs["choices"] = admits.allowed()
     else:
         kwargs["type"] = _ARG_TYPES[setting.kind]
-        kwargs["metavar"] = setting.spec.name.split("_")[-1].upper()
+        kwargs["metavar"] = _METAVARS.get(setting.kind) or setting.spec.name.split("_")[-1].upper()
     kwargs["default"] = argparse.SUPPRESS if by_modality else setting.default
     group.add_argument(setting.flag, **kwargs)
 

@@ -170,6 +170,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+_TYPE_NAMES = {"dict[str, Any]": "JSON object", "Path | None": "path"}
+
+
 def scalar_type(f: dataclasses.Field) -> str:
     """The field's annotation as written (`from __future__ import annotations`)."""
     return f.type if isinstance(f.type, str) else f.type.__name__
@@ -210,7 +213,8 @@ class Setting:
         if allowed is not None and (
             not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool))
         ):
-            raise ConfigError(f"{self.label} must be a {self.kind}, got {value!r}")
+            kind = _TYPE_NAMES.get(self.kind, self.kind)
+            raise ConfigError(f"{self.label} must be a {kind}, got {value!r}")
         admits = self.spec.metadata.get("admits")
         problem = admits.problem(self.label, value) if admits is not None else None
         if problem:

@@ -78,14 +78,13 @@ def parse_setting(text: str) -> tuple[str, Any]:
 def settable_fields() -> str:
     """The `--set` keys with their types, allowed values and `RunConfig` defaults, for help."""
     lines = ["--set KEY=VALUE keys (RunConfig defaults; a preset's own values: --dry-run):"]
-    seen = set()
-    for setting in _SETTINGS.values():
-        if setting.key in seen:
+    for s in settings_of(RunConfig):
+        if s.key in FACTORS.values():
             continue
-        seen.add(setting.key)
-        admits = setting.spec.metadata.get("admits")
-        allowed = f" {admits.describe()};" if admits is not None else ""
-        lines.append(f"  {setting.key} ({setting.kind};{allowed} default {setting.default!r})")
+        admits = s.spec.metadata.get("admits")
+        allowed = f"; {admits.describe()}" if admits is not None else ""
+        text = "" if s.text_default is dataclasses.MISSING else f" (text: {s.text_default!r})"
+        lines.append(f"  {s.key} ({s.kind}{allowed}; default {s.default!r}{text})")
     return "\n".join(lines)
 
 
