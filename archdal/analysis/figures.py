@@ -1,4 +1,4 @@
-"""The paper's figures from the metric tables (`archdal.metrics`), as PNG and PDF.
+"""The paper's figures from the metric tables (`archdal.analysis.metrics`), as PNG and PDF.
 
 Every figure has one panel per *facet*: the setting columns that the figure does not draw
 inside a panel (usually dataset, sizes, augmentation). Colours follow one fixed strategy

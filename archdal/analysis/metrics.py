@@ -1,4 +1,4 @@
-"""The paper's metrics over the tidy round table of `archdal.results.load_rounds`.
+"""The paper's metrics over the tidy round table of `archdal.analysis.results.load_rounds`.
 
 A *setting* is everything that defines one learning-curve comparison except the strategy
 and the seed: dataset, architecture, pretraining, initial and acquisition sizes,
