@@ -40,12 +40,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def main_guard(prog: str, body: Callable[[], int]) -> int:
-    """Run a command's checks and work; an `ArchdalError` becomes one line and exit 2."""
+    """Run a command's checks and work; an `ArchdalError` becomes one line and its exit code
+    (2: bad input, found before any work; 1: a failure after work started, such as a full
+    disk, from which a rerun resumes)."""
     try:
         return body()
     except ArchdalError as err:
         sys.stderr.write(f"{prog}: error: {err}\n")
-        return EXIT_USAGE
+        return err.exit_code
 
 
 def _json_object(text: str) -> dict[str, Any]:

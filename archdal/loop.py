@@ -19,9 +19,9 @@ import torch
 
 from archdal.config import PRE_OPTIMIZED, RunConfig, Runtime
 from archdal.data import ImageData, Split, make_split
-from archdal.errors import ConfigError, DataError
+from archdal.errors import ConfigError, DataError, WriteError
 from archdal.families import load_data, model_adapter
-from archdal.io import atomic_write
+from archdal.io import FolderLock, atomic_write
 from archdal.models import ALModel
 from archdal.pool import LABELED_EMBEDDINGS, compute_view
 from archdal.pretrain import pretrain_backbone
@@ -221,6 +221,50 @@ def format_record(record: dict[str, Any], rounds: int) -> str:
     return text
 
 
+def _check_saved_config(out: Path, config: RunConfig) -> None:
+    path = out / CONFIG_FILE
+    if path.exists():
+        mismatch = _config_mismatch(_read_saved_config(path), config.to_dict())
+        if mismatch:
+            raise ConfigError(
+                f"--out {out} holds a run with a different config ({mismatch}); "
+                "use another --out or delete that directory"
+            )
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise DataError(
+            f"checkpoint {path} is unreadable ({err}); delete it to restart this run"
+        ) from err
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def resume_note(saved_rounds: int, rerun: str) -> str:
+    """What is safe after a failed write, and that `rerun` continues from it."""
+    if not saved_rounds:
+        return f"no round is saved yet; {rerun} starts the run"
+    return (
+        f"the checkpoint holds rounds 0-{saved_rounds - 1}; {rerun} resumes at round {saved_rounds}"
+    )
+
+
+def _write(path: Path, write: Callable[[Any], None], mode: str, saved_rounds: int) -> None:
+    """`atomic_write`, with a failure (a full disk) said as what is safe and how to resume."""
+    try:
+        atomic_write(path, write, mode)
+    except OSError as err:
+        note = resume_note(saved_rounds, "rerunning the same command")
+        raise WriteError(f"could not write {path} ({err.strerror or err}); {note}") from err
+
+
 def run(
     config: RunConfig,
     out_dir: str | Path,
@@ -231,40 +275,47 @@ def run(
     """Run a trajectory to the end, writing `config.json`, `rounds.jsonl` and a checkpoint
     per round in `out_dir`; an unfinished run of the same config there is continued.
 
-    Everything that can be checked (config, existing run, data, budget) is checked
-    before the first file is written.
+    Everything that can be checked (config, existing run, data, budget) is checked before
+    the first file is written. The folder is locked for the whole run (`FolderLock`): a
+    second process on it fails at once. `rounds.jsonl` is rewritten from the checkpoint
+    whenever the two differ (a file cut short by a crash).
     """
     config.validate()
     out = Path(out_dir)
     config_path, state_path = out / CONFIG_FILE, out / CHECKPOINT_FILE
-    if config_path.exists():
-        mismatch = _config_mismatch(_read_saved_config(config_path), config.to_dict())
-        if mismatch:
-            raise ConfigError(
-                f"--out {out} holds a run with a different config ({mismatch}); "
-                "use another --out or delete that directory"
-            )
+    _check_saved_config(out, config)
     trajectory = Trajectory(config, runtime, data)
-    if state_path.exists():
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise DataError(
-                f"checkpoint {state_path} is unreadable ({err}); delete it to restart this run"
-            ) from err
-        trajectory.load_state_dict(state)
-    out.mkdir(parents=True, exist_ok=True)
-    if not config_path.exists():
-        atomic_write(config_path, lambda fh: fh.write(config.to_json() + "\n"))
-    say = progress or (lambda _: None)
-    if trajectory.done:
-        say(f"{out}: already complete ({len(trajectory.records)} rounds)")
-    elif trajectory.round > 0:
-        say(f"{out}: resuming at round {trajectory.round}/{config.rounds}")
-    while not trajectory.done:
-        record = trajectory.run_round()
-        atomic_write(state_path, lambda fh: torch.save(trajectory.state_dict(), fh), "wb")
-        lines = "".join(json.dumps(r) + "\n" for r in trajectory.records)
-        atomic_write(out / ROUNDS_FILE, lambda fh, text=lines: fh.write(text))
-        say(format_record(record, config.rounds))
+    existed = out.exists()
+    lock = FolderLock(out, "--out").acquire()  # creates `out`
+    try:
+        _check_saved_config(out, config)  # again: another process may have just started here
+        state = _read_checkpoint(state_path)
+    except BaseException:
+        lock.release(remove_folder=not existed)
+        raise
+    try:
+        if state is not None:
+            trajectory.load_state_dict(state)
+        saved = trajectory.round
+        if not config_path.exists():
+            _write(config_path, lambda fh: fh.write(config.to_json() + "\n"), "w", saved)
+        rounds_path = out / ROUNDS_FILE
+        lines = _jsonl(trajectory.records)
+        if lines and (not rounds_path.exists() or rounds_path.read_text() != lines):
+            _write(rounds_path, lambda fh: fh.write(lines), "w", saved)
+        say = progress or (lambda _: None)
+        if trajectory.done:
+            say(f"{out}: already complete ({len(trajectory.records)} rounds)")
+        elif trajectory.round > 0:
+            say(f"{out}: resuming at round {trajectory.round}/{config.rounds}")
+        while not trajectory.done:
+            record = trajectory.run_round()
+            state = trajectory.state_dict()
+            _write(state_path, lambda fh, s=state: torch.save(s, fh), "wb", saved)
+            saved = trajectory.round
+            text = _jsonl(trajectory.records)
+            _write(rounds_path, lambda fh, s=text: fh.write(s), "w", saved)
+            say(format_record(record, config.rounds))
+    finally:
+        lock.release()
     return trajectory.records

@@ -22,6 +22,7 @@ from archdal.archopt.build import pre_optimization_name
 from archdal.cli import Parser, main_guard
 from archdal.config import FACTORS, PRE_OPTIMIZED, RunConfig, Runtime, default_data_dir
 from archdal.errors import ArchdalError, ConfigError
+from archdal.io import FolderLock
 from archdal.sweep.grid import (
     check_budgets,
     expand,
@@ -198,6 +199,11 @@ class Plan:
     configs: list[RunConfig]
     runtime: Runtime
     sweep: Sweep
+    locks: list[FolderLock]
+
+    def release(self) -> None:
+        for lock in self.locks:
+            lock.release()
 
 
 def preflight(
@@ -205,10 +211,12 @@ def preflight(
     presets: dict[str, Preset],
     name: str,
     check_experiments: Callable[[list[RunConfig], Sweep], list[RunConfig]],
+    folders: Callable[[Sweep], list[Path]] = lambda sweep: [sweep.path],
 ) -> Plan | int:
     """Every check of a Focus 1 or Focus 2 sweep, in one order: the grid (exit status 0
     after printing it for --dry-run), data and storage, the experiments (`check_experiments`
-    returns the AL trials to run), the report folder, every budget, then Ray."""
+    returns the AL trials to run), the report folder, every budget, then the experiment
+    `folders` are locked for this driver alone and Ray is connected."""
     hparams = load_hparams(args.hparams) if args.hparams else None
     grid = _grid(args, presets, hparams)
     if args.dry_run:
@@ -220,10 +228,19 @@ def preflight(
     if args.report and not args.no_report:
         check_report_out(args.report)
     check_budgets(configs, runtime)
-    connect(args.address, args.num_cpus, args.num_gpus)
-    if args.address is None:
-        check_fits_local_ray(sweep)
-    return Plan(configs, runtime, sweep)
+    locks: list[tuple[FolderLock, bool]] = []
+    try:
+        for folder in folders(sweep):
+            existed = folder.exists()
+            locks.append((FolderLock(folder, "--name").acquire(), existed))
+        connect(args.address, args.num_cpus, args.num_gpus)
+        if args.address is None:
+            check_fits_local_ray(sweep)
+    except BaseException:
+        for lock, existed in locks:
+            lock.release(remove_folder=not existed)
+        raise
+    return Plan(configs, runtime, sweep, [lock for lock, _ in locks])
 
 
 def build_focus1_parser(focus: int = 1) -> argparse.ArgumentParser:
@@ -303,8 +320,11 @@ def _focus1(args: argparse.Namespace) -> int:
     plan = preflight(args, PRESETS, args.name or f"focus1-{args.preset}", experiments)
     if isinstance(plan, int):
         return plan
-    failed = _run_experiment("focus1", args, plan.sweep, plan.configs, args.resume, "trials")
-    return _finish("focus1", args, plan.sweep, failed)
+    try:
+        failed = _run_experiment("focus1", args, plan.sweep, plan.configs, args.resume, "trials")
+        return _finish("focus1", args, plan.sweep, failed)
+    finally:
+        plan.release()
 
 
 def stage_one(configs: list[RunConfig], results_dir: Path) -> tuple[list, list[RunConfig]]:
@@ -347,9 +367,18 @@ def _focus2(args: argparse.Namespace) -> int:
                               "--storage and --name)")  # fmt: skip
         return configs
 
-    plan = preflight(args, FOCUS2_PRESETS, args.name or f"focus2-{args.preset}", experiments)
+    name = args.name or f"focus2-{args.preset}"
+    plan = preflight(args, FOCUS2_PRESETS, name, experiments,
+                     lambda sweep: [sweep.path] + [_stage(sweep).path] * bool(jobs))  # fmt: skip
     if isinstance(plan, int):
         return plan
+    try:
+        return _run_stages(args, plan, jobs)
+    finally:
+        plan.release()
+
+
+def _run_stages(args: argparse.Namespace, plan: Plan, jobs: list[RunConfig]) -> int:
     sweep, stage = plan.sweep, _stage(plan.sweep)
     if jobs:
         failed = _run_experiment(

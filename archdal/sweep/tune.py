@@ -28,9 +28,9 @@ from ray import tune
 from archdal.analysis.results import SWEEP_FILE, SWEEP_FORMAT, read_sweep_file
 from archdal.archopt.build import load_result, pre_optimization_name, save_result
 from archdal.config import RunConfig, Runtime
-from archdal.errors import ConfigError, DataError
+from archdal.errors import ConfigError, DataError, WriteError
 from archdal.io import atomic_write
-from archdal.loop import Trajectory
+from archdal.loop import Trajectory, resume_note
 from archdal.sweep.grid import trial_name
 from archdal.sweep.hparams import TUNED_FIELDS, hparams_key
 
@@ -52,9 +52,17 @@ def trial_resources() -> tuple[str, int]:
 
 
 def _save_checkpoint_and_report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="archdal-ckpt-") as tmp:
-        torch.save(state, Path(tmp) / CHECKPOINT_NAME)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+    """Report a round with its checkpoint; a write that fails (a full disk) is one line
+    saying which round is safe, the last line of the trial's error."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="archdal-ckpt-") as tmp:
+            torch.save(state, Path(tmp) / CHECKPOINT_NAME)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+    except OSError as err:
+        note = resume_note(metrics["round"], "a retry or --resume")
+        raise WriteError(
+            f"could not save round {metrics['round']}'s checkpoint ({err.strerror or err}); {note}"
+        ) from err
 
 
 def _restore(trajectory: Trajectory) -> None:
