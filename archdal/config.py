@@ -34,6 +34,14 @@ PRETRAIN = ("none", "unsupervised")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 MODALITIES = ("image", "text")
+# How `archdal.data.make_split` draws validation and pool. 1: both from the front of one
+# shuffled order (rare classes short in validation); 2: stratified validation, uniform pool.
+SPLIT_VERSION = 2
+SPLIT_VERSIONS = {
+    1: "validation and pool from the front of one shuffled order (rare classes short in "
+    "validation)",
+    2: "stratified validation, uniform pool",
+}
 
 # Sweep factor (CLI flag without dashes) → RunConfig field.
 FACTORS = {
@@ -320,6 +328,12 @@ class RunConfig:
     rounds: int = option(25, "acquisition rounds", NON_NEGATIVE)
     pool_size: int = option(30000, "cap on the unlabelled pool", POSITIVE)
     val_fraction: float = option(0.1, "share of the non-initial data for validation", FRACTION)
+    split_version: int = option(
+        SPLIT_VERSION,
+        "how validation and pool are drawn: 2 stratified (this version); 1 the split of "
+        "archdal before 2026-12, only to finish runs started with it",
+        Interval(1, SPLIT_VERSION),
+    )
     max_epochs: int = option(500, "epochs per round at most", POSITIVE, text=5)
     patience: int = option(50, "epochs without validation gain before stopping", POSITIVE, text=5)
     train_acc_stop: float = option(0.99, "stop once training accuracy reaches this",
@@ -426,6 +440,7 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; allowed: {sorted(known)}")
         values = dict(raw)
+        values.setdefault("split_version", 1)  # saved before splits had versions
         for f in dataclasses.fields(cls):
             options = f.metadata.get("nested")
             if options is not None and f.name in values:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from archdal import registry
-from archdal.config import RunConfig, Runtime, default_data_dir
+from archdal.config import SPLIT_VERSION, RunConfig, Runtime, default_data_dir
 from archdal.errors import ConfigError, DataError
 from archdal.seeding import derive_seed, generator
 
@@ -236,13 +236,19 @@ def make_split(
     pool_size: int,
     val_fraction: float,
     seed: int,
+    version: int = SPLIT_VERSION,
 ) -> Split:
-    """The paper's split, seeded: a class-balanced initial set, 10% of the rest for
-    validation, and an unlabelled pool of at most `pool_size` from what remains.
+    """The paper's split, seeded: a class-balanced initial set, `val_fraction` of the rest
+    for validation, and an unlabelled pool of at most `pool_size` from what remains.
 
-    When `init_size` is not a multiple of the class count, the leftover labels go to
-    randomly chosen classes. The split depends only on the labels, sizes and seed, so
-    every strategy and architecture run with the same seed starts from the same pool.
+    The validation set is a stratified random sample of the rest (each class's share that
+    of the rest, up to rounding) and the pool a uniform sample of what remains after it
+    (`version` 2). Version 1, the split of archdal before it, took both from the front of
+    one shuffled order, which left rare classes short in validation; it is kept only to
+    finish runs started with it. When `init_size` is not a multiple of the class count,
+    the leftover labels go to randomly chosen classes. The split depends only on the
+    labels, sizes, seed and version, so every strategy and architecture run with the same
+    seed starts from the same pools.
     """
     labels = labels.cpu()
     rng = generator(derive_seed(seed, "split"))
@@ -262,6 +268,27 @@ def make_split(
     initial = torch.cat(taken)
     is_initial = torch.zeros(len(labels), dtype=torch.bool)
     is_initial[initial] = True
-    rest = order[~is_initial[order]]
+    rest = order[~is_initial[order]]  # a uniformly random order of the non-initial examples
     n_val = max(1, round(val_fraction * len(rest)))
-    return Split(initial=initial, val=rest[:n_val], pool=rest[n_val:][:pool_size])
+    if version == 1:
+        return Split(initial=initial, val=rest[:n_val], pool=rest[n_val:][:pool_size])
+    in_val = _stratified_front(labels[rest], num_classes, n_val)
+    remaining = rest[~in_val]
+    pool = remaining[torch.randperm(len(remaining), generator=rng)][:pool_size]
+    return Split(initial=initial, val=rest[in_val], pool=pool)
+
+
+def _stratified_front(ordered_labels: torch.Tensor, num_classes: int, n: int) -> torch.Tensor:
+    """A mask of `n` rows of a randomly ordered label vector: each class's first rows, as
+    many as its share of `n` (largest remainders round, ties to the lower class)."""
+    counts = torch.bincount(ordered_labels, minlength=num_classes).double()
+    exact = counts * n / counts.sum()
+    quota = exact.floor().long()
+    short = n - int(quota.sum())
+    remainders = exact - quota
+    quota[torch.sort(-remainders, stable=True).indices[:short]] += 1
+    rank = torch.empty_like(ordered_labels)  # position of each row within its class
+    for c in range(num_classes):
+        members = ordered_labels == c
+        rank[members] = torch.arange(int(members.sum()))
+    return rank < quota[ordered_labels]

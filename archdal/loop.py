@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from archdal.config import PRE_OPTIMIZED, RunConfig, Runtime
+from archdal.config import PRE_OPTIMIZED, SPLIT_VERSIONS, RunConfig, Runtime
 from archdal.data import ImageData, Split, make_split
 from archdal.errors import ConfigError, DataError, WriteError
 from archdal.families import load_data, model_adapter
@@ -69,7 +69,7 @@ class Trajectory:
             data = load_data(config, self.runtime)
         self.split = make_split(
             data.train_y, data.num_classes, config.init_size, config.pool_size,
-            config.val_fraction, config.seed,
+            config.val_fraction, config.seed, config.split_version,
         )  # fmt: skip
         check_budget(config, self.split)
         self.device = resolve_device(self.runtime.device)
@@ -224,12 +224,24 @@ def format_record(record: dict[str, Any], rounds: int) -> str:
 def _check_saved_config(out: Path, config: RunConfig) -> None:
     path = out / CONFIG_FILE
     if path.exists():
-        mismatch = _config_mismatch(_read_saved_config(path), config.to_dict())
+        saved = _read_saved_config(path)
+        mismatch = _config_mismatch(saved, config.to_dict())
         if mismatch:
             raise ConfigError(
                 f"--out {out} holds a run with a different config ({mismatch}); "
-                "use another --out or delete that directory"
+                f"{split_hint(saved, config)}use another --out or delete that directory"
             )
+
+
+def split_hint(saved: dict[str, Any], config: RunConfig, flag: str = "--split-version ") -> str:
+    """What changed when a saved run's split is of another version, and how to finish it
+    (`flag` and the version)."""
+    version = saved.get("split_version", 1)
+    if version == config.split_version or version not in SPLIT_VERSIONS:
+        return ""
+    return (f"its split is version {version} ({SPLIT_VERSIONS[version]}), this config's "
+            f"version {config.split_version} ({SPLIT_VERSIONS[config.split_version]}): finish "
+            f"it with {flag}{version}, or ")  # fmt: skip
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any] | None:

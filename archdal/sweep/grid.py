@@ -190,13 +190,13 @@ def check_budgets(configs: list[RunConfig], runtime: Runtime) -> None:
             raise DataError(f"{err} (needed by the sweep's {group[0].dataset} trials)") from err
         seen = set()
         for c in group:
-            key = (c.seed, c.init_size, c.pool_size, c.val_fraction, c.acq_size, c.rounds)
+            key = (c.seed, c.init_size, c.pool_size, c.val_fraction, c.split_version,
+                   c.acq_size, c.rounds)  # fmt: skip
             if key in seen:
                 continue
             seen.add(key)
-            split = make_split(
-                data.train_y, data.num_classes, c.init_size, c.pool_size, c.val_fraction, c.seed
-            )
+            split = make_split(data.train_y, data.num_classes, c.init_size, c.pool_size,
+                               c.val_fraction, c.seed, c.split_version)  # fmt: skip
             check_budget(c, split)
 
 

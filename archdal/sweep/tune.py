@@ -30,7 +30,7 @@ from archdal.archopt.build import load_result, pre_optimization_name, save_resul
 from archdal.config import RunConfig, Runtime
 from archdal.errors import ConfigError, DataError, WriteError
 from archdal.io import atomic_write
-from archdal.loop import Trajectory, resume_note
+from archdal.loop import Trajectory, resume_note, split_hint
 from archdal.sweep.grid import trial_name
 from archdal.sweep.hparams import TUNED_FIELDS, hparams_key
 
@@ -360,10 +360,11 @@ def check_new_or_resumable(sweep: Sweep, configs: list[RunConfig], resume: bool)
             return sorted(json.dumps(t, sort_keys=True) for t in trials)
 
         if canonical(saved) != canonical([c.to_dict() for c in configs]):
+            hint = split_hint(saved[0], configs[0], "--set split_version=") if saved else ""
             raise ConfigError(
                 f"--resume: the experiment at {sweep.path} was started with a different grid "
-                f"({len(saved)} trials there, {len(configs)} asked for now); repeat its original "
-                "options or choose another --name"
+                f"({len(saved)} trials there, {len(configs)} asked for now); {hint}repeat its "
+                "original options or choose another --name"
             )
 
 
