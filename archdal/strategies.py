@@ -126,8 +126,17 @@ def gumbel_noise(n: int, rng: torch.Generator, device: torch.device) -> torch.Te
     return (-(-u.log()).log()).to(device=device, dtype=torch.float32)
 
 
+def centred(*blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The blocks less their joint mean. Distances are unchanged, but ‖x‖² + ‖y‖² − 2x·y
+    now cancels only at the scale of the points' spread, not of their norm: embeddings
+    with a large common offset (after ReLU, say) keep their float32 distances."""
+    mean = sum(b.sum(dim=0) for b in blocks) / sum(len(b) for b in blocks)
+    return tuple(b - mean for b in blocks)
+
+
 def euclidean_pairwise(points: torch.Tensor) -> PairwiseSq:
-    """‖x_i − x_j‖² = ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, for a block of rows against a few points."""
+    """‖x_i − x_j‖² = ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, for a block of rows against a few points
+    (accurate for `centred` points)."""
     sq_norms = row_sq_norms(points)
 
     def pairwise(rows: slice, centres: torch.Tensor) -> torch.Tensor:
@@ -138,7 +147,8 @@ def euclidean_pairwise(points: torch.Tensor) -> PairwiseSq:
 
 
 def min_sq_distance_to(points: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-    """Each point's squared distance to its nearest row of `others`, in bounded blocks."""
+    """Each point's squared distance to its nearest row of `others`, in bounded blocks
+    (accurate for `centred` points)."""
     best = torch.full((len(points),), torch.inf, device=points.device, dtype=points.dtype)
     other_sq = row_sq_norms(others)
     for r in range(0, len(points), CHUNK_ROWS):
@@ -197,10 +207,8 @@ def select_bald(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
 
 def select_coreset(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
     """k-center greedy (Sener & Savarese 2018) from the labelled set, on embeddings."""
-    x = view.embeddings
-    return greedy_centres(
-        euclidean_pairwise(x), len(x), n, min_sq_distance_to(x, view.labeled_embeddings)
-    )
+    x, labeled = centred(view.embeddings, view.labeled_embeddings)
+    return greedy_centres(euclidean_pairwise(x), len(x), n, min_sq_distance_to(x, labeled))
 
 
 def select_badge(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,6 +77,43 @@ def test_coreset_strategy_on_clustered_float32_embeddings():
     # The first 7 picks land in the 7 clusters that have no labelled point.
     assert sorted(set((got // 50).tolist())) == [3, 4, 5, 6, 7, 8, 9]
     assert got.tolist() == _naive_kcenter(x.double(), labeled.double(), 7)
+
+
+def _offset_clusters(seed, clusters=5, per=40, dim=8, spacing=0.01, norm=401.0):
+    """float32 points (as a pool view holds them) on a jittered lattice of `spacing` around
+    a few close cluster centres, all shifted by a common vector of length `norm`."""
+    g = np.random.default_rng(seed)
+    centres = g.normal(size=(clusters, dim)) * 0.1
+    shape = (clusters * per, dim)
+    steps = g.integers(-2, 3, size=shape) + g.uniform(-0.2, 0.2, size=shape)
+    offset = g.normal(size=dim)
+    offset *= norm / np.linalg.norm(offset)
+    return torch.from_numpy(np.float32(centres.repeat(per, 0) + spacing * steps + offset))
+
+
+def _float64_kcenter(x, labeled, n):
+    """k-center greedy on dense float64 differences; also the smallest margin by which a
+    pick beat the runner-up, so a test can show its answer is not decided by rounding."""
+    x, labeled = x.double().numpy(), labeled.double().numpy()
+    d = ((x[:, None, :] - labeled[None]) ** 2).sum(-1).min(1)
+    picks, margin = [], np.inf
+    for _ in range(n):
+        first, second = np.argsort(-d, kind="stable")[:2]
+        picks.append(int(first))
+        margin = min(margin, d[first] - d[second])
+        d = np.minimum(d, ((x - x[first]) ** 2).sum(1))
+        d[first] = -1
+    return picks, margin
+
+
+def test_coreset_is_exact_on_embeddings_far_from_the_origin():
+    x = _offset_clusters(32)
+    pool, labeled = x[3:], x[:3]
+    assert float(pool.norm(dim=1).min()) >= 400
+    want, margin = _float64_kcenter(pool, labeled, 30)
+    assert margin > 5e-6  # well above float32 rounding of the centred distances (~1e-7)
+    view = PoolView(size=len(pool), embeddings=pool, labeled_embeddings=labeled)
+    assert S.select_coreset(view, 30, None).tolist() == want
 
 
 def _materialized_gradients(probs, emb):
