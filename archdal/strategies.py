@@ -126,33 +126,44 @@ def gumbel_noise(n: int, rng: torch.Generator, device: torch.device) -> torch.Te
     return (-(-u.log()).log()).to(device=device, dtype=torch.float32)
 
 
-def centred(*blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The blocks less their joint mean. Distances are unchanged, but ‖x‖² + ‖y‖² − 2x·y
-    now cancels only at the scale of the points' spread, not of their norm: embeddings
-    with a large common offset (after ReLU, say) keep their float32 distances."""
-    mean = sum(b.sum(dim=0) for b in blocks) / sum(len(b) for b in blocks)
-    return tuple(b - mean for b in blocks)
+def mean_row(*blocks: torch.Tensor) -> torch.Tensor:
+    """The mean of all rows of the blocks: the origin distances are taken about."""
+    return sum(b.sum(dim=0) for b in blocks) / sum(len(b) for b in blocks)
+
+
+def centred_sq_norms(points: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """‖x_i − origin‖² per row, in blocks (never an N×D copy)."""
+    return torch.cat(
+        [
+            row_sq_norms(points[r : r + CHUNK_ROWS] - origin)
+            for r in range(0, len(points), CHUNK_ROWS)
+        ]
+    )
 
 
 def euclidean_pairwise(points: torch.Tensor) -> PairwiseSq:
-    """‖x_i − x_j‖² = ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, for a block of rows against a few points
-    (accurate for `centred` points)."""
-    sq_norms = row_sq_norms(points)
+    """‖x_i − x_j‖² = ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, for a block of rows against a few points,
+    on points less their mean: the terms then cancel at the scale of the points' spread,
+    not of their norm, so a large common offset (after ReLU, say) keeps float32 accurate."""
+    origin = mean_row(points)
+    sq_norms = centred_sq_norms(points, origin)
 
     def pairwise(rows: slice, centres: torch.Tensor) -> torch.Tensor:
-        cross = points[rows] @ points[centres].T
+        cross = (points[rows] - origin) @ (points[centres] - origin).T
         return sq_norms[rows, None] + sq_norms[None, centres] - 2 * cross
 
     return pairwise
 
 
 def min_sq_distance_to(points: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-    """Each point's squared distance to its nearest row of `others`, in bounded blocks
-    (accurate for `centred` points)."""
+    """Each point's squared distance to its nearest row of `others`, in bounded blocks,
+    about the joint mean of both (as in `euclidean_pairwise`)."""
+    origin = mean_row(points, others)
+    others = others - origin
     best = torch.full((len(points),), torch.inf, device=points.device, dtype=points.dtype)
     other_sq = row_sq_norms(others)
     for r in range(0, len(points), CHUNK_ROWS):
-        block = points[r : r + CHUNK_ROWS]
+        block = points[r : r + CHUNK_ROWS] - origin
         block_sq = row_sq_norms(block)
         for o in range(0, len(others), CHUNK_ROWS):
             d = block_sq[:, None] + other_sq[None, o : o + CHUNK_ROWS]
@@ -207,8 +218,10 @@ def select_bald(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
 
 def select_coreset(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
     """k-center greedy (Sener & Savarese 2018) from the labelled set, on embeddings."""
-    x, labeled = centred(view.embeddings, view.labeled_embeddings)
-    return greedy_centres(euclidean_pairwise(x), len(x), n, min_sq_distance_to(x, labeled))
+    x = view.embeddings
+    return greedy_centres(
+        euclidean_pairwise(x), len(x), n, min_sq_distance_to(x, view.labeled_embeddings)
+    )
 
 
 def select_badge(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
