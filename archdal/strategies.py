@@ -11,6 +11,8 @@ holding the current best candidate is brought up to date, as one matmul against 
 centres chosen since its last update. Coreset takes the farthest point (k-center
 greedy); BADGE's k-means++ D² sampling becomes an argmax through the Gumbel-max trick
 (argmax of log d² + Gumbel noise), so the same lazy argmax serves both and stays exact.
+Distances are taken about the points' mean (for BADGE, h's mean, with float64 terms for
+the offset), so embeddings far from the origin do not lose them to float32 cancellation.
 """
 
 from __future__ import annotations
@@ -183,12 +185,33 @@ def gradient_embedding_factors(
 
 
 def gradient_pairwise(a: torch.Tensor, h: torch.Tensor) -> PairwiseSq:
-    """‖g_i − g_j‖² = ‖a_i‖²‖h_i‖² + ‖a_j‖²‖h_j‖² − 2(a_i·a_j)(h_i·h_j)."""
-    sq_norms = row_sq_norms(a) * row_sq_norms(h)
+    """‖g_i − g_j‖² for g = a ⊗ h, from the factors.
+
+    ‖a_i‖²‖h_i‖² + ‖a_j‖²‖h_j‖² − 2(a_i·a_j)(h_i·h_j) cancels at the scale of ‖h‖², so
+    h is split as h' + c (c its mean): with u = a_i⊗h'_i − a_j⊗h'_j and v = (a_i − a_j)⊗c,
+    ‖u + v‖² = ‖u‖² + 2u·v + ‖v‖² where
+      ‖u‖² = ‖a_i‖²‖h'_i‖² + ‖a_j‖²‖h'_j‖² − 2(a_i·a_j)(h'_i·h'_j),
+      u·v = (‖a_i‖² − a_i·a_j)(h'_i·c) − (a_i·a_j − ‖a_j‖²)(h'_j·c),
+      ‖v‖² = (‖a_i‖² + ‖a_j‖² − 2a_i·a_j)‖c‖².
+    The a terms (N×classes, cheap) are float64, so ‖a_i − a_j‖² survives multiplication by
+    ‖c‖²; the float32 matmul of h' cancels only at the scale of h's spread.
+    """
+    a = a.double()
+    origin = mean_row(h)
+    sq_a = row_sq_norms(a)
+    sq_h = centred_sq_norms(h, origin).double()
+    along = torch.cat(
+        [(h[r : r + CHUNK_ROWS] - origin) @ origin for r in range(0, len(h), CHUNK_ROWS)]
+    ).double()
+    sq_origin = row_sq_norms(origin[None].double())
 
     def pairwise(rows: slice, centres: torch.Tensor) -> torch.Tensor:
-        cross = (a[rows] @ a[centres].T) * (h[rows] @ h[centres].T)
-        return sq_norms[rows, None] + sq_norms[None, centres] - 2 * cross
+        aa = a[rows] @ a[centres].T
+        hh = ((h[rows] - origin) @ (h[centres] - origin).T).double()
+        ai, aj = sq_a[rows, None], sq_a[None, centres]
+        u2 = ai * sq_h[rows, None] + aj * sq_h[None, centres] - 2 * aa * hh
+        uv = (ai - aa) * along[rows, None] - (aa - aj) * along[None, centres]
+        return u2 + 2 * uv + (ai + aj - 2 * aa) * sq_origin
 
     return pairwise
 
@@ -227,8 +250,8 @@ def select_coreset(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor
 def select_badge(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
     """k-means++ seeding on gradient embeddings (Ash et al. 2020), first centre the
     largest gradient norm, as in the reference implementation."""
-    a, h = gradient_embedding_factors(view.probs, view.embeddings)
-    norms = row_sq_norms(a) * row_sq_norms(h)
+    a, h = gradient_embedding_factors(view.probs.double(), view.embeddings)
+    norms = row_sq_norms(a) * row_sq_norms(h).double()
     return greedy_centres(
         gradient_pairwise(a, h),
         len(a),

@@ -171,6 +171,37 @@ def test_badge_equals_naive_kmeanspp(chunk_rows, monkeypatch):
     assert got.tolist() == want
 
 
+def _float64_badge(probs, emb, n, rng):
+    """BADGE's k-means++ on the materialised gradients, with dense float64 differences and
+    the strategy's noise; also the smallest margin between the top two keys of a pick."""
+    full = _materialized_gradients(probs.double(), emb.double())
+    first = int(full.norm(dim=1).argmax())
+    picks, margin = [first], math.inf
+    d2 = ((full - full[first]) ** 2).sum(1)
+    for _ in range(n - 1):
+        keys = d2.log() + S.gumbel_noise(len(full), rng, full.device).double()
+        keys[picks] = -torch.inf
+        top = keys.topk(2).values
+        margin = min(margin, float(top[0] - top[1]))
+        i = int(keys.argmax())
+        picks.append(i)
+        d2 = torch.minimum(d2, ((full - full[i]) ** 2).sum(1))
+    return picks, margin
+
+
+def test_badge_is_exact_on_embeddings_far_from_the_origin():
+    emb = _offset_clusters(10)
+    assert float(emb.norm(dim=1).min()) >= 400
+    # a linear head: neighbouring points get nearly the same prediction, so their gradient
+    # distance is the small difference of large factorized terms
+    head = torch.from_numpy(np.random.default_rng(110).normal(size=(8, 4)) * 0.1).float()
+    probs = ((emb - emb.mean(0)) @ head).softmax(1)
+    want, margin = _float64_badge(probs, emb, 40, torch.Generator().manual_seed(3))
+    assert margin > 1e-4  # no pick is decided by rounding
+    view = PoolView(size=len(emb), probs=probs, embeddings=emb)
+    assert S.select_badge(view, 40, torch.Generator().manual_seed(3)).tolist() == want
+
+
 def test_gumbel_max_samples_proportionally():
     weights = torch.tensor([1.0, 2.0, 3.0, 4.0])
     rng = torch.Generator().manual_seed(5)
