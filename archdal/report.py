@@ -48,8 +48,9 @@ GLOSSARY = [
      "the same accuracy, averaged over four targets a quarter, half, three quarters and all "
      "of the way from the higher of the two starting accuracies to the lower of the two best "
      "(each curve read at its first crossing, both reach every target, nothing is "
-     "extrapolated). Defined also when the strategy beats random's best; near the shared "
-     "start it is close to 1 by construction, so it runs below the per-round efficiency."),
+     "extrapolated); mean over seeds. Defined also when the strategy beats random's best. "
+     "The lower targets fall in the first rounds, where the curves have had little room to "
+     "part, so it tends to sit nearer 1 than the labeling efficiency."),
     ("accuracy gain", "strategy's test accuracy minus random's at the same round, in "
      "percentage points; mean over rounds ≥ 1."),
     ("AUC", "area under the learning curve (test accuracy against labels) divided by the "
