@@ -62,12 +62,60 @@ def test_gain_and_labeling_efficiency_per_round():
     assert seeds.loc["margin", "auc"] == pytest.approx((0.575 + 0.725) / 2)
 
 
+def test_rounds_beyond_randoms_best_are_censored_lower_bounds():
+    # the example: the strategy's last round beats everything random reached
+    table = curves({("resnet18", "random", 0): [0.5, 0.6, 0.7],
+                    ("resnet18", "margin", 0): [0.5, 0.68, 0.75]})  # fmt: skip
+    rounds = metrics.per_round(table).set_index(["strategy", "round"])
+    assert rounds.loc[("margin", 1), "labeling_efficiency"] == pytest.approx(280 / 200)
+    assert not rounds.loc[("margin", 1), "efficiency_censored"]
+    assert math.isnan(rounds.loc[("margin", 1), "efficiency_lower_bound"])
+    # random would need more than its whole budget (300 labels); margin used 300
+    assert rounds.loc[("margin", 2), "efficiency_censored"]
+    assert rounds.loc[("margin", 2), "efficiency_lower_bound"] == pytest.approx(300 / 300)
+    assert not rounds.xs("random", level="strategy")["efficiency_censored"].any()
+
+    seeds = metrics.per_seed(metrics.per_round(table)).set_index("strategy")
+    assert seeds.loc["margin", "labeling_efficiency"] == pytest.approx(1.40)  # defined rounds
+    assert seeds.loc["margin", "efficiency_censored_share"] == pytest.approx(0.5)
+    # targets at 1/4 … 4/4 of [0.5, 0.7]: random needs 150, 200, 250, 300 labels; margin
+    # reaches 0.55, 0.6, 0.65 on its first segment (0.18 per 100) and 0.7 on its second
+    margin_needs = [100 + 100 * 0.05 / 0.18, 100 + 100 * 0.10 / 0.18,
+                    100 + 100 * 0.15 / 0.18, 200 + 100 * 0.02 / 0.07]  # fmt: skip
+    want = np.mean(np.array([150, 200, 250, 300]) / np.array(margin_needs))
+    assert seeds.loc["margin", "efficiency_at_targets"] == pytest.approx(want)
+    assert want == pytest.approx(1.2839, abs=1e-4)  # below 1.40: early targets are near 1
+    assert seeds.loc["random", "efficiency_at_targets"] == pytest.approx(1.0)
+    assert seeds.loc["random", "efficiency_censored_share"] == 0
+
+    summary = metrics.summarize(seeds.reset_index()).set_index("strategy")
+    assert summary.loc["margin", "labeling_efficiency_mean"] == pytest.approx(1.40)
+    assert summary.loc["margin", "efficiency_censored_share_mean"] == pytest.approx(0.5)
+    assert summary.loc["margin", "efficiency_at_targets_mean"] == pytest.approx(want)
+
+
+def test_efficiency_at_targets_reads_both_curves_at_their_first_crossing():
+    # random dips after 200 labels; the strategy starts higher and tops out below random
+    n = np.array([100.0, 200.0, 300.0])
+    random = np.array([0.4, 0.8, 0.6])
+    strategy = np.array([0.5, 0.6, 0.7])
+    # range [0.5, 0.7]: random reaches 0.55/0.6/0.65/0.7 at 137.5/150/162.5/175 labels,
+    # the strategy at 150/200/250/300
+    want = np.mean(np.array([137.5, 150, 162.5, 175]) / np.array([150, 200, 250, 300]))
+    assert metrics.efficiency_at_targets(n, strategy, n, random) == pytest.approx(want)
+    # no accuracy above both starts that both reach: undefined
+    assert math.isnan(metrics.efficiency_at_targets(n, np.array([0.5, 0.3, 0.4]), n, random))
+
+
 def test_a_strategy_that_never_reaches_randoms_range():
     table = curves({("resnet18", "random", 0): [0.5, 0.6, 0.7],
                     ("resnet18", "coreset", 0): [0.5, 0.3, 0.4]})  # fmt: skip
     seeds = metrics.per_seed(metrics.per_round(table)).set_index("strategy")
     assert math.isnan(seeds.loc["coreset", "labeling_efficiency"])
     assert seeds.loc["coreset", "efficiency_undefined"] == 2
+    # below random's start is not beyond its best: nothing censored, no common targets
+    assert seeds.loc["coreset", "efficiency_censored_share"] == 0
+    assert math.isnan(seeds.loc["coreset", "efficiency_at_targets"])
     assert seeds.loc["coreset", "gain_pp"] == pytest.approx(-30.0)
 
 

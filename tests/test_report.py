@@ -58,6 +58,13 @@ def test_report_tables_figures_and_html(tmp_path):
     # rounds 1, 2: gain 2·0.01·r over random, in pp → mean of 2 and 4
     assert badge["gain_pp_mean"].item() == pytest.approx(3.0)
     assert badge["rank"].item() == 1 and badge["seeds"].item() == 2
+    # 0.74 at round 2 is above random's best (0.70): censored, one round of two
+    assert badge["efficiency_censored_share_mean"].item() == pytest.approx(0.5)
+    # targets 0.55 … 0.70: random needs 150 … 300 labels, badge (0.12 per 100) less
+    badge_needs = [100 + 100 * 0.05 / 0.12, 100 + 100 * 0.10 / 0.12,
+                   200 + 100 * 0.03 / 0.12, 200 + 100 * 0.08 / 0.12]  # fmt: skip
+    at_targets = sum(r / b for r, b in zip([150, 200, 250, 300], badge_needs, strict=True)) / 4
+    assert badge["efficiency_at_targets_mean"].item() == pytest.approx(at_targets)
     agreement = pd.read_csv(out / "rank_agreement.csv")
     assert sorted(agreement["pretrain"]) == ["none", "unsupervised"]
     assert agreement["kendall_tau"].tolist() == pytest.approx([-1.0, -1.0])
@@ -72,6 +79,9 @@ def test_report_tables_figures_and_html(tmp_path):
         assert png.stat().st_size > 5000 and (out / "figures" / f"{name}.pdf").exists()
         assert f"figures/{name}.png" in html
     assert "focus1-test" in html and "Kendall" in html
+    for term in ("<dt>censored</dt>", "<dt>efficiency at targets</dt>", "<th>censored %</th>",
+                 "<th>eff. at targets</th>"):  # fmt: skip
+        assert term in html
 
     # Written again in place: the old report is replaced, nothing is left beside it.
     build_report([experiment], out)

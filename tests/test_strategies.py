@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,6 +79,43 @@ def test_coreset_strategy_on_clustered_float32_embeddings():
     assert got.tolist() == _naive_kcenter(x.double(), labeled.double(), 7)
 
 
+def _offset_clusters(seed, clusters=5, per=40, dim=8, spacing=0.01, norm=401.0):
+    """float32 points (as a pool view holds them) on a jittered lattice of `spacing` around
+    a few close cluster centres, all shifted by a common vector of length `norm`."""
+    g = np.random.default_rng(seed)
+    centres = g.normal(size=(clusters, dim)) * 0.1
+    shape = (clusters * per, dim)
+    steps = g.integers(-2, 3, size=shape) + g.uniform(-0.2, 0.2, size=shape)
+    offset = g.normal(size=dim)
+    offset *= norm / np.linalg.norm(offset)
+    return torch.from_numpy(np.float32(centres.repeat(per, 0) + spacing * steps + offset))
+
+
+def _float64_kcenter(x, labeled, n):
+    """k-center greedy on dense float64 differences; also the smallest margin by which a
+    pick beat the runner-up, so a test can show its answer is not decided by rounding."""
+    x, labeled = x.double().numpy(), labeled.double().numpy()
+    d = ((x[:, None, :] - labeled[None]) ** 2).sum(-1).min(1)
+    picks, margin = [], np.inf
+    for _ in range(n):
+        first, second = np.argsort(-d, kind="stable")[:2]
+        picks.append(int(first))
+        margin = min(margin, d[first] - d[second])
+        d = np.minimum(d, ((x - x[first]) ** 2).sum(1))
+        d[first] = -1
+    return picks, margin
+
+
+def test_coreset_is_exact_on_embeddings_far_from_the_origin():
+    x = _offset_clusters(32)
+    pool, labeled = x[3:], x[:3]
+    assert float(pool.norm(dim=1).min()) >= 400
+    want, margin = _float64_kcenter(pool, labeled, 30)
+    assert margin > 5e-6  # well above float32 rounding of the centred distances (~1e-7)
+    view = PoolView(size=len(pool), embeddings=pool, labeled_embeddings=labeled)
+    assert S.select_coreset(view, 30, None).tolist() == want
+
+
 def _materialized_gradients(probs, emb):
     a, h = S.gradient_embedding_factors(probs, emb)
     return (a[:, :, None] * h[:, None, :]).flatten(1)  # N×(C·D): only for tiny references
@@ -131,6 +169,37 @@ def test_badge_equals_naive_kmeanspp(chunk_rows, monkeypatch):
     )  # fmt: skip
     want = _naive_badge(probs, emb, 25, torch.Generator().manual_seed(9))
     assert got.tolist() == want
+
+
+def _float64_badge(probs, emb, n, rng):
+    """BADGE's k-means++ on the materialised gradients, with dense float64 differences and
+    the strategy's noise; also the smallest margin between the top two keys of a pick."""
+    full = _materialized_gradients(probs.double(), emb.double())
+    first = int(full.norm(dim=1).argmax())
+    picks, margin = [first], math.inf
+    d2 = ((full - full[first]) ** 2).sum(1)
+    for _ in range(n - 1):
+        keys = d2.log() + S.gumbel_noise(len(full), rng, full.device).double()
+        keys[picks] = -torch.inf
+        top = keys.topk(2).values
+        margin = min(margin, float(top[0] - top[1]))
+        i = int(keys.argmax())
+        picks.append(i)
+        d2 = torch.minimum(d2, ((full - full[i]) ** 2).sum(1))
+    return picks, margin
+
+
+def test_badge_is_exact_on_embeddings_far_from_the_origin():
+    emb = _offset_clusters(10)
+    assert float(emb.norm(dim=1).min()) >= 400
+    # a linear head: neighbouring points get nearly the same prediction, so their gradient
+    # distance is the small difference of large factorized terms
+    head = torch.from_numpy(np.random.default_rng(110).normal(size=(8, 4)) * 0.1).float()
+    probs = ((emb - emb.mean(0)) @ head).softmax(1)
+    want, margin = _float64_badge(probs, emb, 40, torch.Generator().manual_seed(3))
+    assert margin > 1e-4  # no pick is decided by rounding
+    view = PoolView(size=len(emb), probs=probs, embeddings=emb)
+    assert S.select_badge(view, 40, torch.Generator().manual_seed(3)).tolist() == want
 
 
 def test_gumbel_max_samples_proportionally():

@@ -67,6 +67,32 @@ def labels_to_reach(labels: np.ndarray, accuracy: np.ndarray, target: float) -> 
     return float(labels[-1]) if accuracy[-1] >= target else float("nan")
 
 
+TARGET_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def efficiency_at_targets(
+    labels: np.ndarray,
+    accuracy: np.ndarray,
+    random_labels: np.ndarray,
+    random_accuracy: np.ndarray,
+) -> float:
+    """Mean over accuracy targets of (labels random needs) / (labels the strategy needs),
+    both read off their curves with `labels_to_reach`. The targets sit at
+    `TARGET_FRACTIONS` of the way from the higher starting accuracy to the lower best
+    accuracy, so both curves reach every target and nothing is extrapolated: a strategy
+    beating random's best still counts, up to random's best. NaN when that range is empty."""
+    low = max(accuracy[0], random_accuracy[0])
+    high = min(accuracy.max(), random_accuracy.max())
+    if not high > low:
+        return float("nan")
+    targets = np.minimum(low + np.array(TARGET_FRACTIONS) * (high - low), high)
+    ratios = [
+        labels_to_reach(random_labels, random_accuracy, t) / labels_to_reach(labels, accuracy, t)
+        for t in targets
+    ]
+    return float(np.mean(ratios))
+
+
 def normalized_auc(labels: np.ndarray, accuracy: np.ndarray) -> float:
     """Area under the learning curve (trapezoids) over the range of labels, divided by that
     range: the curve's mean accuracy, in the units of accuracy."""
@@ -103,27 +129,40 @@ def per_round(table: pd.DataFrame) -> pd.DataFrame:
     efficiency (Beck et al. 2021: the labels random acquisition needs to reach the
     strategy's test accuracy, read off random's piecewise-linear learning curve of the
     same setting and seed, over the labels the strategy used; > 1 means fewer labels than
-    random; NaN where the accuracy lies outside random's curve; 1 for random itself)."""
+    random; NaN where the accuracy lies outside random's curve; 1 for random itself).
+
+    A round whose accuracy is above all random reached is `efficiency_censored`: random
+    would need more than its whole budget, so the efficiency exceeds
+    `efficiency_lower_bound` = random's last labels / the strategy's labels."""
     paired = paired_with_random(table)
     paired["gain_pp"] = 100 * (paired["test_acc"] - paired["random_acc"])
     efficiency = np.full(len(paired), np.nan)
+    censored = np.zeros(len(paired), dtype=bool)
+    lower_bound = np.full(len(paired), np.nan)
     setting = setting_columns(table)
     for _, rows in paired.groupby([*setting, "seed"], dropna=False):
         random = rows[rows["strategy"] == BASELINE].sort_values("round")
         n, acc = random["n_labeled"].to_numpy(float), random["test_acc"].to_numpy(float)
         for index, row in rows.iterrows():
             efficiency[index] = labels_to_reach(n, acc, row["test_acc"]) / row["n_labeled"]
+            if row["strategy"] != BASELINE and row["test_acc"] > acc.max():
+                censored[index] = True
+                lower_bound[index] = n[-1] / row["n_labeled"]
     paired["labeling_efficiency"] = efficiency
     # random is the reference line itself; where its own curve dips, "first reaches"
     # would otherwise rate it below 1 against itself.
     paired.loc[paired["strategy"] == BASELINE, "labeling_efficiency"] = 1.0
+    paired["efficiency_censored"] = censored
+    paired["efficiency_lower_bound"] = lower_bound
     return paired
 
 
 def per_seed(rounds: pd.DataFrame) -> pd.DataFrame:
     """One row per trial (setting, strategy, seed): normalized AUC, final accuracy, and the
     means over rounds ≥ 1 of gain and labeling efficiency (NaN-skipping, with the number
-    of rounds outside random's range in `efficiency_undefined`)."""
+    of rounds outside random's range in `efficiency_undefined`). That mean leaves out the
+    rounds where the strategy beat random's best, so beside it: the share of rounds ≥ 1
+    that are censored so, and `efficiency_at_targets`, defined whatever the curves do."""
     keys = [*setting_columns(rounds), "strategy", "seed"]
     rows = []
     for key, trial in rounds.sort_values("round").groupby(keys, dropna=False):
@@ -143,6 +182,15 @@ def per_seed(rounds: pd.DataFrame) -> pd.DataFrame:
                 if efficiency.notna().any()
                 else np.nan,
                 "efficiency_undefined": int(efficiency.isna().sum()),
+                "efficiency_censored_share": float(acquired["efficiency_censored"].mean())
+                if len(acquired)
+                else np.nan,
+                "efficiency_at_targets": efficiency_at_targets(
+                    trial["n_labeled"].to_numpy(float),
+                    trial["test_acc"].to_numpy(float),
+                    trial["random_n_labeled"].to_numpy(float),
+                    trial["random_acc"].to_numpy(float),
+                ),
             }
         )
     return pd.DataFrame(rows)
@@ -163,7 +211,8 @@ def summarize(seeds: pd.DataFrame) -> pd.DataFrame:
     setting by mean AUC (1 = best, random included)."""
     setting = setting_columns(seeds)
     keys = [*setting, "strategy"]
-    metrics = ["final_acc", "auc", "gain_pp", "labeling_efficiency"]
+    metrics = ["final_acc", "auc", "gain_pp", "labeling_efficiency",
+               "efficiency_censored_share", "efficiency_at_targets"]  # fmt: skip
     grouped = seeds.groupby(keys, dropna=False)
     summary = grouped[metrics].agg(["mean", "std"])
     summary.columns = [f"{m}_{s}" for m, s in summary.columns]

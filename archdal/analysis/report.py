@@ -37,7 +37,20 @@ GLOSSARY = [
     ("labeling efficiency", "labels random acquisition needs to reach the strategy's test "
      "accuracy (read off random's learning curve of the same setting and seed, linearly "
      "interpolated), divided by the labels the strategy used; mean over rounds ≥ 1 where it "
-     "is defined (Beck et al. 2021). Above 1: the strategy saves labels."),
+     "is defined (Beck et al. 2021). Above 1: the strategy saves labels. Rounds where the "
+     "strategy beats random's best accuracy are not in this mean (see censored)."),
+    ("censored", "share of rounds ≥ 1 whose accuracy is above the best random reached: "
+     "random would need more than its whole budget, so there the efficiency is only known to "
+     "exceed random's last labels over the strategy's (efficiency_lower_bound in "
+     "per_round.csv). A high share means the labeling efficiency above understates the "
+     "strategy."),
+    ("efficiency at targets", "labels random needs over labels the strategy needs to reach "
+     "the same accuracy, averaged over four targets a quarter, half, three quarters and all "
+     "of the way from the higher of the two starting accuracies to the lower of the two best "
+     "(each curve read at its first crossing, both reach every target, nothing is "
+     "extrapolated); mean over seeds. Defined also when the strategy beats random's best. "
+     "The lower targets fall in the first rounds, where the curves have had little room to "
+     "part, so it tends to sit nearer 1 than the labeling efficiency."),
     ("accuracy gain", "strategy's test accuracy minus random's at the same round, in "
      "percentage points; mean over rounds ≥ 1."),
     ("AUC", "area under the learning curve (test accuracy against labels) divided by the "
@@ -60,6 +73,8 @@ SUMMARY_COLUMNS = {
     "gain_pp_std": "± gain",
     "labeling_efficiency_mean": "label eff.",
     "labeling_efficiency_std": "± eff.",
+    "efficiency_censored_share_mean": "censored %",
+    "efficiency_at_targets_mean": "eff. at targets",
     "p_auc_vs_random": "p (AUC vs random)",
     "rank": "rank",
     "seeds": "seeds",
@@ -161,7 +176,7 @@ def _summary_html(summary: pd.DataFrame) -> str:
     setting = metrics.setting_columns(summary)
     shown = summary[[*setting, "strategy", *SUMMARY_COLUMNS]].sort_values([*setting, "rank"])
     shown = shown.rename(columns=SUMMARY_COLUMNS)
-    return _table_html(shown, percent=["final acc %", "AUC %"])
+    return _table_html(shown, percent=["final acc %", "AUC %", "censored %"])
 
 
 def _anchor(heading: str) -> str:
