@@ -151,3 +151,36 @@ def test_archdal_run_frozen_pixels_on_mnist(tmp_path, data_dir):
     assert records[-1]["test_acc"] > 0.75  # 64 PCA components, 300 labels, 10 classes
     config = json.loads((out / "config.json").read_text())
     assert (config["encoder"], config["head"], config["lr"]) == ("pixels", "linear", 0.1)
+
+
+def test_frozen_presets_have_encoders_as_the_architecture_factor():
+    from archdal.sweep.grid import expand, trial_name
+    from archdal.sweep.presets import LINEAR_HEAD_STRATEGIES, PRESETS
+
+    text = expand(PRESETS["frozen-text"])
+    assert len(text) == 3 * 1 * len(LINEAR_HEAD_STRATEGIES) * 10
+    assert {c.encoder for c in text} == {"minilm"} and {c.head for c in text} == {"linear"}
+    assert {(c.init_size, c.acq_size, c.rounds, c.lr) for c in text} == {(200, 200, 9, 0.1)}
+    images = expand(PRESETS["frozen-images"], {"encoders": ("pixels",), "seeds": (0, 1)})
+    assert len(images) == 2 * len(LINEAR_HEAD_STRATEGIES) * 2
+    names = [trial_name(c) for c in text + images]
+    assert len(set(names)) == len(names)
+    assert "banking77-frozen-minilm-badge-none-s0-i200-a200" in names
+    bald = expand(PRESETS["frozen-text"], {"strategies": ("bald",)}, {"head": "mlp"})
+    assert {c.head for c in bald} == {"mlp"}
+    with pytest.raises(ConfigError, match="use --head mlp"):
+        expand(PRESETS["frozen-text"], {"strategies": ("bald",)})
+    with pytest.raises(ConfigError, match="embeds texts, but dataset 'mnist'"):
+        expand(PRESETS["frozen-images"], {"encoders": ("minilm",)})
+
+
+def test_frozen_flags_reach_the_config_with_the_frozen_protocol(tmp_path):
+    from archdal.cli import build_parser, configs_from_args
+
+    argv = ["run", "--out", str(tmp_path), "--dataset", "mnist", "--arch", "frozen",
+            "--encoder", "pixels", "--head", "mlp", "--head-hidden", "16", "--encoder-dims", "8",
+            "--encoder-normalize", "--encoder-seed", "2", "--lr", "0.3"]  # fmt: skip
+    config, _ = configs_from_args(build_parser().parse_args(argv))
+    assert (config.head, config.head_hidden, config.lr) == ("mlp", 16, 0.3)
+    assert config.encoder_options == EncoderOptions(normalize=True, dims=8, seed=2)
+    assert (config.max_epochs, config.weight_decay) == (200, 5e-4)  # the frozen protocol
