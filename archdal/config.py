@@ -362,7 +362,10 @@ class RunConfig:
     test_fraction: float = option(0.2, "text: share of a single-split dataset held out (seeded) "
                                   "as its test set", FRACTION)  # fmt: skip
     pretrain_options: PretrainConfig = nested(
-        PretrainConfig, "pretrain-", "unsupervised pretraining (--pretrain unsupervised)"
+        PretrainConfig,
+        "pretrain-",
+        "unsupervised pretraining (--pretrain unsupervised) and the "
+        "frozen family's deepcluster encoder",
     )
     csv_options: CsvOptions = nested(CsvOptions, "csv-", "your own text data (--dataset csv)")
     # Focus 2: how the CNN's architecture is optimized, its sizes, and (spo/upo) the file a
@@ -373,8 +376,8 @@ class RunConfig:
                                        "bbdropout, pdarts)")  # fmt: skip
     arch_source: str = option("", "spo/upo: a stage-one architecture file to load")
     # Frozen encoders (arch frozen): every round trains only a head on cached embeddings.
-    encoder: str = option("", "frozen: the encoder: pixels (images); minilm or a local model "
-                          "directory (text)")  # fmt: skip
+    encoder: str = option("", "frozen: the encoder: pixels or deepcluster (images); minilm or a "
+                          "local model directory (text)")  # fmt: skip
     head: str = option("linear", "frozen: linear (logistic regression) or mlp (one hidden layer "
                        "with dropout); heads train with the frozen family's own protocol "
                        "(archdal.frozen.PROTOCOL)", OneOf(HEADS))  # fmt: skip

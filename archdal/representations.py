@@ -6,7 +6,8 @@ its content repeats that digest, so an entry copied from other data is refused r
 used. A lock file beside it lets one process embed while concurrent trials wait and then
 read what it wrote; `io.atomic_write` means no reader ever sees half a file.
 
-Encoders (`archdal.encoders`): `pixels`, a seeded PCA of the raw training pixels; text, a
+Encoders (`archdal.encoders`): `pixels`, a seeded PCA of the raw training pixels;
+`deepcluster`, a ResNet-18 trained by DeepCluster on the training images; text, a
 sentence-transformers model (mean pooling for a plain Hugging Face directory), which
 batches its inputs sorted by length.
 """
@@ -14,6 +15,7 @@ batches its inputs sorted by length.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -30,10 +32,14 @@ from archdal.data import ImageData
 from archdal.encoders import encoder_label, text_encoder_dir
 from archdal.errors import DataError
 from archdal.io import atomic_write
+from archdal.models import ALModel, build_model
+from archdal.pool import embed_inputs
+from archdal.pretrain import pretrain_backbone
 from archdal.textdata import Corpus, RawText, cache_dir_of, held_out_split, read_raw
 from archdal.train import resolve_device
 
 FORMAT = "archdal-representations/1"
+DEEPCLUSTER_ARCH = "resnet18"
 
 
 @dataclass(frozen=True)
@@ -222,19 +228,63 @@ def _normalized(tensors: dict[str, torch.Tensor], normalize: bool) -> dict[str, 
     return {k: F.normalize(v.float(), dim=1) if normalize else v for k, v in tensors.items()}
 
 
-def image_features(data: ImageData, config: RunConfig, cache_dir: Path) -> FeatureData:
+def embed_deepcluster(
+    data: ImageData, config: RunConfig, device: torch.device, batch_size: int
+) -> dict[str, torch.Tensor]:
+    """DeepCluster on the training images under the encoder's own seed (shared by every AL
+    seed), then the backbone's penultimate features (dropout off) of every image."""
+    c = dataclasses.replace(config, seed=config.encoder_options.seed)
+    mean, std = data.channel_stats()
+    dims = (data.num_classes, data.channels, c.width, 0.0, mean, std)
+
+    def make() -> ALModel:
+        return build_model(DEEPCLUSTER_ARCH, *dims).to(device)
+
+    train, test = data.train_x.to(device), data.test_x.to(device)
+    backbone = pretrain_backbone(make, train, c, batch_size)
+    model = make()
+    model.load_state_dict(backbone | model.classifier_state())
+    return {"train": embed_inputs(model, train, batch_size).cpu(),
+            "test": embed_inputs(model, test, batch_size).cpu()}  # fmt: skip
+
+
+def _image_settings(config: RunConfig) -> dict[str, object]:
+    """Everything the config's image encoder reads."""
+    o = config.encoder_options
+    settings: dict[str, object] = {"encoder": config.encoder, "seed": o.seed,
+                                   "normalize": o.normalize}  # fmt: skip
+    if config.encoder == "pixels":
+        return settings | {"dims": o.dims}
+    c = config  # DeepCluster's training reads these (`archdal.pretrain`)
+    return settings | {"arch": DEEPCLUSTER_ARCH, "width": c.width, "batch_size": c.batch_size,
+                       "optimizer": c.optimizer, "momentum": c.momentum,
+                       "weight_decay": c.weight_decay, "warmup_fraction": c.warmup_fraction,
+                       "pretrain": dataclasses.asdict(c.pretrain_options)}  # fmt: skip
+
+
+def image_features(
+    data: ImageData,
+    config: RunConfig,
+    cache_dir: Path,
+    device: torch.device | None = None,
+    batch_size: int = 1024,
+) -> FeatureData:
     """`data` embedded by the config's image encoder, from the cache when it was before."""
     o = config.encoder_options
-    settings = {"encoder": config.encoder, "dims": o.dims, "seed": o.seed,
-                "normalize": o.normalize}  # fmt: skip
-    key = entry_key(settings, tensor_digest(data.train_x, data.train_y, data.test_x, data.test_y))
-    rows = {"train": len(data.train_y), "test": len(data.test_y)}
-    t = cached(
-        entry_path(cache_dir, data.name, config.encoder, key),
-        key,
-        rows,
-        lambda: _normalized(embed_pixels(data.train_x, data.test_x, o.dims, o.seed), o.normalize),
+    key = entry_key(
+        _image_settings(config),
+        tensor_digest(data.train_x, data.train_y, data.test_x, data.test_y),
     )
+    rows = {"train": len(data.train_y), "test": len(data.test_y)}
+
+    def compute() -> dict[str, torch.Tensor]:
+        if config.encoder == "pixels":
+            embedded = embed_pixels(data.train_x, data.test_x, o.dims, o.seed)
+        else:
+            embedded = embed_deepcluster(data, config, device or torch.device("cpu"), batch_size)
+        return _normalized(embedded, o.normalize)
+
+    t = cached(entry_path(cache_dir, data.name, config.encoder, key), key, rows, compute)
     return FeatureData(data.name, t["train"], data.train_y, t["test"], data.test_y,
                        data.num_classes, config.encoder)  # fmt: skip
 
@@ -271,5 +321,6 @@ def load_features(config: RunConfig, runtime: Runtime) -> FeatureData:
     """The frozen family's data: the config's dataset embedded by its encoder (CPU)."""
     if config.modality == "image":
         data = registry.DATASETS.get(config.dataset).load(config, runtime)
-        return image_features(data, config, cache_dir_of(runtime))
+        device = resolve_device(runtime.device)
+        return image_features(data, config, cache_dir_of(runtime), device, runtime.eval_batch_size)
     return text_features(read_raw(config, runtime), config, runtime)

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from archdal import DataError, RunConfig, make_synthetic
+from archdal import DataError, PretrainConfig, RunConfig, make_synthetic
 from archdal import representations as rep
 from archdal.config import EncoderOptions
 from archdal.data import ImageData
@@ -114,3 +114,20 @@ def test_a_file_that_is_no_entry_is_refused(tmp_path):
     torch.save({"train": torch.zeros(6, 3)}, path)
     with pytest.raises(DataError, match="is not a representation entry"):
         rep.read_entry(path, "k", ROWS)
+
+
+def test_deepcluster_is_trained_once_under_its_own_seed(tmp_path, images):
+    def config(**options):
+        return RunConfig.for_dataset(
+            "synthetic", arch="frozen", encoder="deepcluster", width=0.125, batch_size=32,
+            encoder_options=EncoderOptions(**options),
+            pretrain_options=PretrainConfig(clusters=4, epochs=2),
+        ).validate()  # fmt: skip
+
+    a = rep.image_features(images, config(), tmp_path / "a")
+    assert a.train_x.shape == (120, 64) and a.test_x.shape == (40, 64)  # ResNet-18 at 1/8 width
+    again = rep.image_features(images, dataclasses.replace(config(), seed=5), tmp_path / "b")
+    assert torch.equal(again.train_x, a.train_x)  # the AL seed does not change the encoder
+    other = rep.image_features(images, config(seed=1), tmp_path / "a")
+    assert not torch.allclose(other.train_x, a.train_x)
+    assert len(_entries(tmp_path / "a")) == 2
