@@ -70,6 +70,9 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=64, help="text: tokens per example")
     p.add_argument("--width", type=float, default=0.25, help="images: the ResNet-18's width")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.02)
+    p.add_argument("--max-epochs", type=int, help="fine-tuned: default its protocol's")
+    p.add_argument("--patience", type=int, help="fine-tuned: default its protocol's")
     p.add_argument("--embed-sample", type=int, default=2000)
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--cache-dir", type=Path, default=None)
@@ -78,17 +81,21 @@ def main() -> None:
     budget = dict(
         strategy=args.strategy, seed=args.seed, rounds=args.rounds, init_size=args.init_size,
         acq_size=args.acq_size, pool_size=args.pool_size, max_length=args.max_length,
+        val_fraction=args.val_fraction,
     )  # fmt: skip
+    epochs = {k: v for k in ("max_epochs", "patience") if (v := getattr(args, k)) is not None}
     text = RunConfig.for_dataset(args.dataset).is_text
     encoder = args.encoder or ("minilm" if text else "pixels")
     frozen = RunConfig.for_dataset(
         args.dataset, arch="frozen", encoder=encoder, head=args.head, **budget
     ).validate()
     if text:  # the text-small preset's rate: at 2e-5, 5 epochs barely move MiniLM
-        tuned = RunConfig.for_dataset(args.dataset, arch="bert", lr=3e-4, **budget,
+        tuned = RunConfig.for_dataset(args.dataset, arch="bert", lr=3e-4, **budget, **epochs,
                                       model_path=str(text_encoder_dir(encoder)))  # fmt: skip
     else:
-        tuned = RunConfig.for_dataset(args.dataset, arch="resnet18", width=args.width, **budget)
+        tuned = RunConfig.for_dataset(
+            args.dataset, arch="resnet18", width=args.width, **budget, **epochs
+        )
     with tempfile.TemporaryDirectory() as fresh:
         cache = args.cache_dir or Path(fresh)
         runtime = Runtime(data_dir=args.data_dir, cache_dir=cache, device="cpu", quiet=True)

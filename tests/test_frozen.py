@@ -161,8 +161,9 @@ def test_frozen_presets_have_encoders_as_the_architecture_factor():
     assert len(text) == 3 * 1 * len(LINEAR_HEAD_STRATEGIES) * 10
     assert {c.encoder for c in text} == {"minilm"} and {c.head for c in text} == {"linear"}
     assert {(c.init_size, c.acq_size, c.rounds, c.lr) for c in text} == {(200, 200, 9, 0.1)}
-    images = expand(PRESETS["frozen-images"], {"encoders": ("pixels",), "seeds": (0, 1)})
-    assert len(images) == 2 * len(LINEAR_HEAD_STRATEGIES) * 2
+    images = expand(PRESETS["frozen-images"], {"seeds": (0, 1)})
+    assert len(images) == 2 * 2 * len(LINEAR_HEAD_STRATEGIES) * 2
+    assert {c.encoder for c in images} == {"pixels", "deepcluster"}
     names = [trial_name(c) for c in text + images]
     assert len(set(names)) == len(names)
     assert "banking77-frozen-minilm-badge-none-s0-i200-a200" in names
@@ -184,3 +185,17 @@ def test_frozen_flags_reach_the_config_with_the_frozen_protocol(tmp_path):
     assert (config.head, config.head_hidden, config.lr) == ("mlp", 16, 0.3)
     assert config.encoder_options == EncoderOptions(normalize=True, dims=8, seed=2)
     assert (config.max_epochs, config.weight_decay) == (200, 5e-4)  # the frozen protocol
+
+
+def test_the_analysis_labels_frozen_trials_by_encoder_and_head(tmp_path):
+    from archdal.analysis.results import load_rounds
+
+    for encoder, head in (("pixels", "linear"), ("deepcluster", "mlp")):
+        config = RunConfig.for_dataset("mnist", arch="frozen", encoder=encoder, head=head)
+        trial = tmp_path / "exp" / encoder
+        trial.mkdir(parents=True)
+        (trial / "params.json").write_text(json.dumps({"run": config.to_dict()}))
+        (trial / "result.json").write_text(json.dumps({"round": 0, "test_acc": 0.5}) + "\n")
+    table = load_rounds(tmp_path / "exp")
+    assert sorted(table["arch"]) == ["frozen-deepcluster-mlp", "frozen-pixels-linear"]
+    assert sorted(table["encoder"]) == ["deepcluster", "pixels"]

@@ -177,14 +177,15 @@ PRESETS = {
         Preset(
             "frozen-images",
             "Focus 1 on frozen image encoders: MNIST, Fashion-MNIST × pixels (64-component "
-            "PCA) × a linear head × every strategy but BALD × 10 seeds; 100 + 9 × 100 labels "
-            "from a 10,000-image pool",
+            "PCA) and DeepCluster (ResNet-18 at width 0.25, 3 epochs on 5,000 training images, "
+            "trained once per dataset) × a linear head × every strategy but BALD × 10 seeds; "
+            "100 + 9 × 100 labels from a 10,000-image pool",
             (
                 Grid(
                     _factors(
                         datasets=("mnist", "fashion_mnist"),
                         archs=("frozen",),
-                        encoders=("pixels",),
+                        encoders=("pixels", "deepcluster"),
                         strategies=LINEAR_HEAD_STRATEGIES,
                         pretrain=("none",),
                         seeds=tuple(range(10)),
@@ -192,7 +193,14 @@ PRESETS = {
                         acq_sizes=(100,),
                     ),
                     FROZEN_PROTOCOL
-                    | dict(rounds=9, pool_size=10000, val_fraction=0.02, head="linear"),
+                    | dict(
+                        rounds=9,
+                        pool_size=10000,
+                        val_fraction=0.02,
+                        head="linear",
+                        width=0.25,  # the DeepCluster encoder's
+                        pretrain_options=PretrainConfig(clusters=50, epochs=3, max_images=5000),
+                    ),
                 ),
             ),
         ),
