@@ -40,6 +40,9 @@ from archdal.train import resolve_device
 
 FORMAT = "archdal-representations/1"
 DEEPCLUSTER_ARCH = "resnet18"
+# Texts per encoder batch at most: length-sorted batches of 64 Banking77 texts embedded at
+# 45-61 examples/s on one thread here, batches of 1,024 at 16 (each pads to its longest).
+TEXT_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,7 @@ def text_features(raw: RawText, config: RunConfig, runtime: Runtime) -> FeatureD
     key = entry_key(settings, text_digest(raw))
     corpora = {split: c for split, c in (("train", raw.train), ("test", raw.test)) if c}
     device = resolve_device(runtime.device)
-    batch, progress = runtime.eval_batch_size, not runtime.quiet
+    batch, progress = min(runtime.eval_batch_size, TEXT_BATCH), not runtime.quiet
 
     def compute() -> dict[str, torch.Tensor]:
         embedded = embed_texts(directory, corpora, config.max_length, device, batch, progress)

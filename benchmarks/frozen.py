@@ -26,7 +26,7 @@ import torch
 from archdal import RunConfig, Runtime, Trajectory, load_dataset
 from archdal.encoders import text_encoder_dir
 from archdal.families import load_data
-from archdal.representations import embed_pixels, embed_texts
+from archdal.representations import TEXT_BATCH, embed_pixels, embed_texts
 from archdal.textdata import Corpus, read_raw
 
 
@@ -48,7 +48,7 @@ def embedding_pass(config: RunConfig, runtime: Runtime, sample: int) -> tuple[in
                       corpus.labels[:sample])  # fmt: skip
         start = time.perf_counter()
         embed_texts(text_encoder_dir(config.encoder), {"train": part}, config.max_length,
-                    torch.device("cpu"), runtime.eval_batch_size, progress=False)  # fmt: skip
+                    torch.device("cpu"), TEXT_BATCH, progress=False)  # fmt: skip
         return len(part.labels), time.perf_counter() - start
     images = load_dataset(config.dataset, runtime.data_dir).train_x[:sample]
     start = time.perf_counter()
@@ -76,6 +76,7 @@ def main() -> None:
     p.add_argument("--embed-sample", type=int, default=2000)
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--embed-only", action="store_true", help="time only the embedding pass")
     args = p.parse_args()
     torch.set_num_threads(1)
     budget = dict(
@@ -100,6 +101,10 @@ def main() -> None:
         cache = args.cache_dir or Path(fresh)
         runtime = Runtime(data_dir=args.data_dir, cache_dir=cache, device="cpu", quiet=True)
         examples, embed = embedding_pass(frozen, runtime, args.embed_sample)
+        if args.embed_only:
+            print(f"embed       {examples} examples by {encoder} in {embed:.1f} s: "
+                  f"{examples / embed:.0f} examples/s, 1 thread")  # fmt: skip
+            return
         start = time.perf_counter()
         features = load_data(frozen, runtime)
         loaded = time.perf_counter() - start
