@@ -199,3 +199,10 @@ def test_the_analysis_labels_frozen_trials_by_encoder_and_head(tmp_path):
     table = load_rounds(tmp_path / "exp")
     assert sorted(table["arch"]) == ["frozen-deepcluster-mlp", "frozen-pixels-linear"]
     assert sorted(table["encoder"]) == ["deepcluster", "pixels"]
+
+
+def test_the_sweep_help_lists_the_frozen_presets():
+    from archdal.sweep.cli import build_focus1_parser
+
+    text = build_focus1_parser().format_help()  # a bare % in a description would break it
+    assert "frozen-text" in text and "frozen-images" in text and "--encoders" in text

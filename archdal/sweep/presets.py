@@ -153,8 +153,8 @@ PRESETS = {
         ),
         Preset(
             "frozen-text",
-            "Focus 1 on frozen text encoders: Banking77, AG News (test split, 20% held out), "
-            "QNLI (dev pairs, 20% held out) × all-MiniLM-L6-v2 (installed locally) × a linear "
+            "Focus 1 on frozen text encoders: Banking77, AG News (test split, a fifth held out), "
+            "QNLI (dev pairs, a fifth held out) × all-MiniLM-L6-v2 (installed locally) × a linear "
             "head on its cached embeddings × every strategy but BALD × 10 seeds; 200 + 9 × 200 "
             "labels",
             (
