@@ -137,7 +137,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[RunConfig, Runtime]:
     """Every field has its flag (`init_size` ↔ `--init-size`, `pretrain_options.lr` ↔
     `--pretrain-lr`); flags not given take the paper's default for the dataset's modality."""
     given = vars(args)
-    base = RunConfig.for_dataset(given["dataset"])
+    arch = {"arch": given["arch"]} if "arch" in given else {}  # its family's protocol
+    base = RunConfig.for_dataset(given["dataset"], **arch)
     top: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
     for setting in settings_of(RunConfig):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from archdal import registry
+from archdal.encoders import check_encoder
 from archdal.errors import ConfigError
 
 # fixed: the architecture as built; joint: architecture and weights optimized again every
@@ -42,6 +43,8 @@ SPLIT_VERSIONS = {
     "validation)",
     2: "stratified validation, uniform pool",
 }
+FROZEN = "frozen"  # the arch whose models are heads on a frozen encoder's embeddings
+HEADS = ("linear", "mlp")
 
 # Sweep factor (CLI flag without dashes) → RunConfig field.
 FACTORS = {
@@ -54,6 +57,7 @@ FACTORS = {
     "acq_sizes": "acq_size",
     "augment": "augment",
     "arch_modes": "arch_mode",
+    "encoders": "encoder",
 }
 
 
@@ -307,6 +311,18 @@ class CsvOptions:
     label_column: str = option("label", "column of the labels", NotEmpty(), flag="--label-column")
 
 
+@dataclass(frozen=True)
+class EncoderOptions:
+    """How the frozen family's encoder embeds (`--arch frozen`); each setting is part of the
+    representation cache's key."""
+
+    normalize: bool = option(False, "L2-normalise every embedding (text: after the model's own "
+                             "pooling)")  # fmt: skip
+    dims: int = option(64, "pixels: PCA components", POSITIVE)
+    seed: int = option(0, "seeds the encoder's own randomness (PCA), shared by every AL seed",
+                       NON_NEGATIVE)  # fmt: skip
+
+
 def _datasets() -> tuple[str, ...]:
     return registry.DATASETS.names()
 
@@ -360,7 +376,10 @@ class RunConfig:
     test_fraction: float = option(0.2, "text: share of a single-split dataset held out (seeded) "
                                   "as its test set", FRACTION)  # fmt: skip
     pretrain_options: PretrainConfig = nested(
-        PretrainConfig, "pretrain-", "unsupervised pretraining (--pretrain unsupervised)"
+        PretrainConfig,
+        "pretrain-",
+        "unsupervised pretraining (--pretrain unsupervised) and the "
+        "frozen family's deepcluster encoder",
     )
     csv_options: CsvOptions = nested(CsvOptions, "csv-", "your own text data (--dataset csv)")
     # Focus 2: how the CNN's architecture is optimized, its sizes, and (spo/upo) the file a
@@ -370,6 +389,15 @@ class RunConfig:
     arch_options: ArchOptions = nested(ArchOptions, "arch-", "Focus 2 CNNs (cnn*, depth_dropout, "
                                        "bbdropout, pdarts)")  # fmt: skip
     arch_source: str = option("", "spo/upo: a stage-one architecture file to load")
+    # Frozen encoders (arch frozen): every round trains only a head on cached embeddings.
+    encoder: str = option("", "frozen: the encoder: pixels or deepcluster (images); minilm or a "
+                          "local model directory (text)")  # fmt: skip
+    head: str = option("linear", "frozen: linear (logistic regression) or mlp (one hidden layer "
+                       "with dropout); heads train with the frozen family's own protocol "
+                       "(archdal.frozen.PROTOCOL)", OneOf(HEADS))  # fmt: skip
+    head_hidden: int = option(256, "frozen mlp: hidden units", POSITIVE)
+    encoder_options: EncoderOptions = nested(EncoderOptions, "encoder-", "frozen encoders "
+                                             "(--arch frozen)")  # fmt: skip
 
     @property
     def modality(self) -> str:
@@ -381,17 +409,20 @@ class RunConfig:
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> RunConfig:
-        """The paper's protocol for the dataset's modality, then `overrides`."""
+        """The paper's protocol for the dataset's modality, then the protocol of the family
+        of the arch in `overrides` (frozen heads train their own way), then `overrides`."""
         values: dict[str, Any] = {"dataset": dataset}
         if registry.DATASETS.get(dataset).modality == "text":
             values |= TEXT_PROTOCOL | {"pretrain_options": PretrainConfig(lr=TEXT_PRETRAIN_LR)}
+        if "arch" in overrides:
+            values |= registry.arch_family(overrides["arch"]).protocol
         return cls(**(values | overrides))
 
     def validate(self) -> RunConfig:
         """Check every field, then the rules between fields; return self for chaining."""
         check_fields(self)
         family = registry.arch_family(self.arch)
-        if family.modality != self.modality:
+        if family.modality not in (self.modality, registry.ANY_MODALITY):
             raise ConfigError(
                 f"arch {self.arch!r} does not fit the {self.modality} dataset {self.dataset!r}; "
                 f"choose from: {', '.join(registry.archs_of(self.modality))}"
@@ -403,6 +434,7 @@ class RunConfig:
                 raise ConfigError(f"width scales the CNNs only; text takes 1.0, got {self.width}")
         elif self.model_path:
             raise ConfigError("model-path loads transformer weights; it needs a text dataset")
+        self._validate_frozen()
         if self.dataset == "csv":
             if not self.csv_options.path:
                 raise ConfigError("dataset 'csv' needs --csv-path (a .csv or .tsv file)")
@@ -410,6 +442,26 @@ class RunConfig:
             raise ConfigError(f"csv options apply to dataset 'csv', not {self.dataset!r}")
         self._validate_architecture(family)
         return self
+
+    def _validate_frozen(self) -> None:
+        if self.arch != FROZEN:
+            default = RunConfig()
+            for name in ("encoder", "head", "head_hidden", "encoder_options"):
+                if getattr(self, name) != getattr(default, name):
+                    raise ConfigError(f"{name.replace('_', '-')} applies to arch frozen, not "
+                                      f"{self.arch!r}")  # fmt: skip
+            return
+        check_encoder(self.encoder, self.modality, self.dataset)
+        # "mc" is archdal.pool.MC, the need of strategies that sample dropout (torch-free here)
+        if self.head == "linear" and "mc" in registry.STRATEGIES.get(self.strategy).needs:
+            raise ConfigError(f"strategy {self.strategy!r} samples dropout, which the linear head "
+                              "has none of; use --head mlp")  # fmt: skip
+        if self.pretrain != "none" or self.augment:
+            raise ConfigError("arch frozen trains a head on fixed embeddings; it takes pretrain "
+                              "none and no augment")  # fmt: skip
+        if self.model_path:
+            raise ConfigError("model-path is a transformer's weights; arch frozen reads "
+                              "--encoder")  # fmt: skip
 
     def _validate_architecture(self, family: registry.ModelFamily) -> None:
         optimized = self.arch in family.optimized

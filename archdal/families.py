@@ -12,7 +12,9 @@ To add a model family:
    needs once, and whose `new_model()` builds an untrained model on the CPU;
 3. register it: `registry.MODEL_FAMILIES.register(registry.ModelFamily("name", "image",
    ("arch1", "arch2"), YourAdapter))` below (or in your own module named in
-   `$ARCHDAL_PLUGINS`); `--arch arch1` then builds it.
+   `$ARCHDAL_PLUGINS`); `--arch arch1` then builds it. A family whose models read something
+   other than the dataset's images or tokens gives its own `load` (the frozen family's
+   cached embeddings, `archdal.representations`).
 """
 
 from __future__ import annotations
@@ -22,18 +24,23 @@ from typing import Any
 
 import torch
 
-from archdal import registry
+from archdal import frozen, registry
 from archdal.archopt import build as focus2
-from archdal.config import PRE_OPTIMIZED, RunConfig, Runtime
+from archdal.config import FROZEN, PRE_OPTIMIZED, RunConfig, Runtime
 from archdal.data import ImageData, Split
 from archdal.errors import ConfigError
 from archdal.models import IMAGE_ARCHS, ALModel, build_model
+from archdal.representations import FeatureData, load_features
 from archdal.textdata import TextData
 from archdal.textmodels import TEXT_ARCHS, TextModelFactory
 
 
 def load_data(config: RunConfig, runtime: Runtime) -> ImageData | TextData:
-    """The config's dataset, images or text (tokenized by the config's model), on the CPU."""
+    """The config's dataset, images or text (tokenized by the config's model), or what its
+    model family reads instead (frozen: cached embeddings), on the CPU."""
+    family = registry.arch_family(config.arch)
+    if family.load is not None:
+        return family.load(config, runtime)
     return registry.DATASETS.get(config.dataset).load(config, runtime)
 
 
@@ -115,6 +122,26 @@ class Focus2Adapter(ModelAdapter):
         return focus2.load_result(path, self.config)
 
 
+class FrozenAdapter(ModelAdapter):
+    """A fresh, seeded head per round on the encoder's embeddings (`archdal.frozen`)."""
+
+    def __init__(self, config: RunConfig, data: FeatureData):
+        super().__init__(config, data)
+        if not isinstance(data, FeatureData):
+            raise ConfigError(
+                f"arch frozen trains on embeddings, not {type(data).__name__}; load the data "
+                "with archdal.representations (load_features, image_features, text_features)"
+            )
+        self.shape = (data.dim, data.num_classes)
+        self.mean = data.train_x.mean(dim=0)
+        self.std = data.train_x.std(dim=0).clamp_min(1e-6)
+
+    def new_model(self) -> ALModel:
+        c = self.config
+        return frozen.FrozenHead(*self.shape, c.head, c.head_hidden, c.dropout, self.mean,
+                                 self.std)  # fmt: skip
+
+
 for _family in (
     registry.ModelFamily("cnn", "image", IMAGE_ARCHS, ImageAdapter),
     registry.ModelFamily(
@@ -125,6 +152,14 @@ for _family in (
         optimized=focus2.OPTIMIZED_ARCHS,
     ),
     registry.ModelFamily("transformer", "text", TEXT_ARCHS, TextAdapter),
+    registry.ModelFamily(
+        "frozen",
+        registry.ANY_MODALITY,
+        (FROZEN,),
+        FrozenAdapter,
+        load=load_features,
+        protocol=frozen.PROTOCOL,
+    ),
 ):
     registry.MODEL_FAMILIES.register(_family)
 

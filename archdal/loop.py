@@ -28,18 +28,10 @@ from archdal.pretrain import pretrain_backbone
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
 from archdal.strategies import get_strategy
 from archdal.textdata import TextData
-from archdal.train import accuracy, train_model
+from archdal.train import accuracy, resolve_device, train_model
 
 TIMING_FIELDS = ("train_seconds", "select_seconds", "pretrain_seconds", "archopt_seconds")
 CONFIG_FILE, ROUNDS_FILE, CHECKPOINT_FILE = "config.json", "rounds.jsonl", "checkpoint.pt"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device; use cpu or auto")
-    return torch.device(name)
 
 
 def check_budget(config: RunConfig, split: Split) -> None:

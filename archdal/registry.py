@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from archdal.errors import ConfigError
@@ -28,6 +28,7 @@ class Named(Protocol):
 
 T = TypeVar("T", bound=Named)
 PLUGINS_VARIABLE = "ARCHDAL_PLUGINS"
+ANY_MODALITY = "any"
 
 
 class Registry(Generic[T]):
@@ -85,15 +86,22 @@ class Dataset:
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """Architectures built the same way: their modality, the names of those whose
-    architecture is optimized (Focus 2 modes apply to them), and `adapter(config, data)`,
-    the object through which the loop makes the models (`archdal.families.ModelAdapter`)."""
+    """Architectures built the same way: their modality ("image", "text", or `ANY_MODALITY`
+    for models of embeddings of either), the names of those whose architecture is optimized
+    (Focus 2 modes apply to them), and `adapter(config, data)`, the object through which the
+    loop makes the models (`archdal.families.ModelAdapter`).
+
+    `load(config, runtime)`, when given, replaces the dataset's own loader (the frozen
+    family reads cached embeddings, not images or tokens); `protocol` holds the training
+    defaults of its archs where they differ from the modality's (`RunConfig.for_dataset`)."""
 
     name: str
     modality: str
     archs: tuple[str, ...]
     adapter: Callable[[Any, Any], Any]
     optimized: tuple[str, ...] = ()
+    load: Callable[[Any, Any], Any] | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)
 
 
 STRATEGIES: Registry = Registry("strategy")

@@ -351,17 +351,26 @@ def held_out_split(labels: torch.Tensor, fraction: float, seed: int) -> torch.Te
     return mask
 
 
+def read_raw(config: RunConfig, runtime: Runtime) -> RawText:
+    """The config's text dataset as raw texts: the researcher's CSV, the hub with
+    `--download`, else the published files in the data directory."""
+    if config.dataset == "csv":
+        return read_csv_corpus(config)
+    if runtime.download:
+        return read_hub(config.dataset)
+    return read_local(config.dataset, Path(runtime.data_dir or default_data_dir()))
+
+
+def cache_dir_of(runtime: Runtime) -> Path:
+    return Path(runtime.cache_dir) if runtime.cache_dir else default_cache_dir()
+
+
 def load_text_data(config: RunConfig, runtime: Runtime) -> TextData:
     """The config's text dataset tokenized by its model's tokenizer (CPU tensors)."""
-    if config.dataset == "csv":
-        raw = read_csv_corpus(config)
-    elif runtime.download:
-        raw = read_hub(config.dataset)
-    else:
-        raw = read_local(config.dataset, Path(runtime.data_dir or default_data_dir()))
+    raw = read_raw(config, runtime)
     source = model_source(config)
     tokenizer = load_tokenizer(source)
-    cache = Path(runtime.cache_dir) if runtime.cache_dir else default_cache_dir()
+    cache = cache_dir_of(runtime)
     t = tokenize_cached(config.dataset, raw, tokenizer, config.max_length, cache)
     if raw.train is None:
         test = held_out_split(t["test_y"], config.test_fraction, config.seed)

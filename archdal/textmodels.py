@@ -39,7 +39,7 @@ def model_source(config: RunConfig) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """No load reports or progress bars from `transformers` (expected missing head keys)."""
     from transformers.utils import logging
 
@@ -117,7 +117,7 @@ class TextModelFactory:
         for name in dropout_fields:
             setattr(hf_config, name, config.dropout)
         self.hf_config = hf_config
-        with _quiet_transformers():
+        with quiet_transformers():
             pretrained, info = AutoModelForSequenceClassification.from_pretrained(
                 self.source,
                 config=hf_config,
@@ -141,7 +141,7 @@ class TextModelFactory:
     def __call__(self) -> TextNet:
         from transformers import AutoModelForSequenceClassification
 
-        with _quiet_transformers():
+        with quiet_transformers():
             body = AutoModelForSequenceClassification.from_config(self.hf_config)
         classifier = body.get_submodule(self.last_layer)
         body.set_submodule(self.last_layer, nn.Identity())

@@ -15,8 +15,17 @@ import torch
 import torch.nn.functional as F
 
 from archdal.config import RunConfig
+from archdal.errors import ConfigError
 from archdal.models import ALModel, in_pass_order, restore_order
 from archdal.seeding import generator
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device; use cpu or auto")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def test_every_flag_reaches_its_config_field(tmp_path):
             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     for key, value in want.to_dict().items():
         if key not in ("augment", "pretrain_options", "csv_options", "model_path", "arch_options",
-                       "arch_source"):  # fmt: skip
+                       "arch_source", "encoder_options"):  # fmt: skip
             argv += [f"--{key.replace('_', '-')}", str(value)]
     argv += ["--pretrain-clusters", "7", "--pretrain-epochs", "2", "--pretrain-max-images", "100",
              "--pretrain-lr", "0.3"]  # fmt: skip

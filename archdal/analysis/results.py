@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from archdal.config import FACTORS, RunConfig
+from archdal.config import FACTORS, FROZEN, RunConfig
+from archdal.encoders import encoder_label
 from archdal.errors import DataError
 
 FACTOR_COLUMNS = tuple(FACTORS.values())
@@ -71,6 +72,8 @@ def load_rounds(experiments: Path | str | Iterable[Path | str]) -> pd.DataFrame:
             params = json.loads((trial / "params.json").read_text())
             config = RunConfig.from_dict(params["run"]).to_dict()
             config.pop("pretrain_options")
+            if config["arch"] == FROZEN:  # the encoder is the architecture factor
+                config["arch"] = f"{FROZEN}-{encoder_label(config['encoder'])}-{config['head']}"
             rows = _read_results(trial / "result.json")
             if not rows:
                 continue

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from archdal import registry
-from archdal.config import ARCH_MODES, FACTORS, PRETRAIN, RunConfig, Runtime, settings_of
+from archdal.config import ARCH_MODES, FACTORS, FROZEN, PRETRAIN, RunConfig, Runtime, settings_of
 from archdal.data import make_split
+from archdal.encoders import encoder_label
 from archdal.errors import ConfigError, DataError
 from archdal.families import load_data
 from archdal.loop import check_budget
@@ -132,7 +133,8 @@ def _grid_factors(
     chosen = dict(grid.factors)
     for name, values in overrides.items():
         if len(preset.grids) > 1 and name in _MODALITY:
-            values = tuple(v for v in values if _MODALITY[name](v) == grid.modality)
+            fits = (grid.modality, registry.ANY_MODALITY)
+            values = tuple(v for v in values if _MODALITY[name](v) in fits)
             if not values:
                 return None
         chosen[name] = values
@@ -171,11 +173,14 @@ def expand(
 
 
 def _data_key(config: RunConfig) -> tuple[Any, ...]:
-    """What a trial's data depends on: text also on its tokenizer and held-out test split."""
-    if not config.is_text:
-        return (config.dataset,)
+    """What a trial's data depends on: text also on its tokenizer and held-out test split,
+    frozen embeddings on their encoder and its settings."""
     c = config
-    return (c.dataset, c.arch, c.model_path, c.max_length, c.seed, c.test_fraction, c.csv_options)
+    frozen = (c.encoder, c.encoder_options) if c.arch == FROZEN else ()
+    if not config.is_text:
+        return (c.dataset, *frozen)
+    return (c.dataset, c.arch, c.model_path, c.max_length, c.seed, c.test_fraction, c.csv_options,
+            *frozen)  # fmt: skip
 
 
 def check_budgets(configs: list[RunConfig], runtime: Runtime) -> None:
@@ -201,10 +206,11 @@ def check_budgets(configs: list[RunConfig], runtime: Runtime) -> None:
 
 
 def trial_name(config: RunConfig) -> str:
-    """Readable and unique within a grid: every factor's value."""
+    """Readable and unique within a grid: every factor's value (an encoder by its label)."""
     aug = "-aug" if config.augment else ""
     mode = "" if config.arch_mode == "fixed" else f"-{config.arch_mode}"
+    encoder = f"-{encoder_label(config.encoder)}" if config.encoder else ""
     return (
-        f"{config.dataset}-{config.arch}{mode}-{config.strategy}-{config.pretrain}-s{config.seed}"
-        f"-i{config.init_size}-a{config.acq_size}{aug}"
+        f"{config.dataset}-{config.arch}{encoder}{mode}-{config.strategy}-{config.pretrain}"
+        f"-s{config.seed}-i{config.init_size}-a{config.acq_size}{aug}"
     )

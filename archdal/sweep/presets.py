@@ -21,12 +21,15 @@ from archdal.config import (
     PretrainConfig,
 )
 from archdal.errors import ConfigError
+from archdal.frozen import PROTOCOL as FROZEN_PROTOCOL
 from archdal.models import IMAGE_ARCHS
 from archdal.registry import DATASETS
 from archdal.textmodels import TEXT_ARCHS
 
 # The paper's seven strategies (section 2.2), the `paper` presets' strategies.
 PAPER_STRATEGIES = ("random", "least_confidence", "margin", "entropy", "bald", "coreset", "badge")
+# A linear head has no dropout for BALD to sample (`--set head=mlp` runs all seven).
+LINEAR_HEAD_STRATEGIES = tuple(s for s in PAPER_STRATEGIES if s != "bald")
 CNN_ARCHS = FIXED_CNNS + OPTIMIZED_ARCHS
 
 
@@ -70,6 +73,7 @@ def _factors(text: bool = False, **overrides: tuple[Any, ...]) -> dict[str, tupl
         "acq_sizes": (TEXT_PROTOCOL["acq_size"],) if text else (1000,),
         "augment": (False,),
         "arch_modes": ("fixed",),
+        "encoders": ("",),
     }
     return factors | overrides
 
@@ -144,6 +148,59 @@ PRESETS = {
                         acq_sizes=(40,),
                     ),
                     dict(width=0.125, rounds=2, pool_size=1000, max_epochs=10, patience=5),
+                ),
+            ),
+        ),
+        Preset(
+            "frozen-text",
+            "Focus 1 on frozen text encoders: Banking77, AG News (test split, a fifth held out), "
+            "QNLI (dev pairs, a fifth held out) × all-MiniLM-L6-v2 (installed locally) × a linear "
+            "head on its cached embeddings × every strategy but BALD × 10 seeds; 200 + 9 × 200 "
+            "labels",
+            (
+                Grid(
+                    _factors(
+                        text=True,
+                        datasets=("banking77", "ag_news", "qnli"),
+                        archs=("frozen",),
+                        encoders=("minilm",),
+                        strategies=LINEAR_HEAD_STRATEGIES,
+                        pretrain=("none",),
+                        seeds=tuple(range(10)),
+                        init_sizes=(200,),
+                        acq_sizes=(200,),
+                    ),
+                    _TEXT_BASE | FROZEN_PROTOCOL | dict(rounds=9, head="linear"),
+                ),
+            ),
+        ),
+        Preset(
+            "frozen-images",
+            "Focus 1 on frozen image encoders: MNIST, Fashion-MNIST × pixels (64-component "
+            "PCA) and DeepCluster (ResNet-18 at width 0.25, 3 epochs on 5,000 training images, "
+            "trained once per dataset) × a linear head × every strategy but BALD × 10 seeds; "
+            "100 + 9 × 100 labels from a 10,000-image pool",
+            (
+                Grid(
+                    _factors(
+                        datasets=("mnist", "fashion_mnist"),
+                        archs=("frozen",),
+                        encoders=("pixels", "deepcluster"),
+                        strategies=LINEAR_HEAD_STRATEGIES,
+                        pretrain=("none",),
+                        seeds=tuple(range(10)),
+                        init_sizes=(100,),
+                        acq_sizes=(100,),
+                    ),
+                    FROZEN_PROTOCOL
+                    | dict(
+                        rounds=9,
+                        pool_size=10000,
+                        val_fraction=0.02,
+                        head="linear",
+                        width=0.25,  # the DeepCluster encoder's
+                        pretrain_options=PretrainConfig(clusters=50, epochs=3, max_images=5000),
+                    ),
                 ),
             ),
         ),
