@@ -35,7 +35,14 @@ from archdal.io import atomic_write
 from archdal.models import ALModel, build_model
 from archdal.pool import embed_inputs
 from archdal.pretrain import pretrain_backbone
-from archdal.textdata import Corpus, RawText, cache_dir_of, held_out_split, read_raw
+from archdal.textdata import (
+    Corpus,
+    RawText,
+    cache_dir_of,
+    hash_corpora,
+    held_out_split,
+    read_raw,
+)
 from archdal.train import resolve_device
 
 FORMAT = "archdal-representations/1"
@@ -83,14 +90,7 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
 def text_digest(raw: RawText) -> str:
     """sha256 of every text, second text and label of both splits."""
     h = hashlib.sha256()
-    for corpus in (raw.train, raw.test):
-        if corpus is None:
-            h.update(b"\1")
-            continue
-        for column in (corpus.texts, corpus.pairs or []):
-            h.update("\0".join(column).encode())
-            h.update(b"\2")
-        h.update(corpus.labels.tobytes())
+    hash_corpora(h, raw)
     return h.hexdigest()
 
 

@@ -279,10 +279,8 @@ def load_tokenizer(source: str) -> Any:
         ) from err
 
 
-def _digest(tokenizer: Any, max_length: int, raw: RawText) -> str:
-    h = hashlib.sha256()
-    h.update(f"{CACHE_FORMAT}\0{max_length}\0".encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
+def hash_corpora(h: Any, raw: RawText) -> None:
+    """Feed every text, second text and label of both splits to the hash `h`."""
     for corpus in (raw.train, raw.test):
         if corpus is None:
             h.update(b"\1")
@@ -291,6 +289,13 @@ def _digest(tokenizer: Any, max_length: int, raw: RawText) -> str:
             h.update("\0".join(column).encode())
             h.update(b"\2")
         h.update(corpus.labels.tobytes())
+
+
+def _digest(tokenizer: Any, max_length: int, raw: RawText) -> str:
+    h = hashlib.sha256()
+    h.update(f"{CACHE_FORMAT}\0{max_length}\0".encode())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    hash_corpora(h, raw)
     return h.hexdigest()
 
 
