@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from archdal import strategies as S
 from archdal.pool import PoolView
+from archdal.strategies import classic as S
 
 DIM, CLASSES, LABELED, SELECT = 512, 10, 1000, 1000
 

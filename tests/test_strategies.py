@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from archdal import strategies as S
 from archdal.models import build_model
 from archdal.pool import EMBEDDINGS, LABELED_EMBEDDINGS, MC, PROBS, PoolView, compute_view
+from archdal.strategies import classic as S
 
 PROBS_3 = torch.tensor([[0.5, 0.3, 0.2], [0.9, 0.05, 0.05], [0.34, 0.33, 0.33]])
 
