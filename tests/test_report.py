@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from archdal import RunConfig
+from archdal.analysis import stats
 from archdal.analysis.report import build_report, main
 from archdal.analysis.results import load_rounds
 from archdal.errors import DataError
@@ -86,6 +87,52 @@ def test_report_tables_figures_and_html(tmp_path):
     # Written again in place: the old report is replaced, nothing is left beside it.
     build_report([experiment], out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["focus1-test", "report"]
+
+
+def test_report_says_how_sure_it_is(tmp_path):
+    """Six seeds of curves whose strategy order flips between the architectures: the
+    interaction test finds it, intervals and critical-difference diagrams are written; at two
+    seeds the report says the seeds are too few."""
+    experiment = write_experiment(tmp_path / "six", seeds=range(6))
+    page = build_report([experiment], tmp_path / "report", stats.Options(resamples=200))
+    out = page.parent
+    summary = pd.read_csv(out / "summary.csv")
+    badge = summary.query("arch == 'resnet18' and strategy == 'badge' and pretrain == 'none'")
+    # AUC per seed rises by 0.002 a seed: its mean's interval lies within the seeds' range
+    assert badge["auc_ci_low"].item() < badge["auc_mean"].item() < badge["auc_ci_high"].item()
+    assert badge["auc_ci_high"].item() - badge["auc_ci_low"].item() < 0.01
+    interaction = pd.read_csv(out / "interaction.csv")
+    assert len(interaction) == 2  # pretraining none / unsupervised
+    assert interaction["p_value"].tolist() == pytest.approx([1 / 32, 1 / 32])
+    assert interaction["verdict"].str.startswith("the architecture changes").all()
+    rankings = pd.read_csv(out / "rankings.csv")
+    first = rankings.query("arch == 'resnet18' and pretrain == 'none'").sort_values("mean_rank")
+    assert first["strategy"].tolist() == ["badge", "margin", "random"]
+    assert first["friedman_p"].iloc[0] < 0.05  # six seeds agree on the order
+    figures = {p.stem for p in (out / "figures").glob("critical_difference_*.png")}
+    assert "critical_difference_mnist_resnet18_none" in figures
+    assert "critical_difference_all" in figures
+    needed = pd.read_csv(out / "seeds_needed.csv")
+    assert len(needed) == 2 * 2 * 3  # archs × pretraining × pairs of three strategies
+    html = page.read_text()
+    for heading in ("How sure are the rankings?", "Does the architecture change the ranking?",
+                    "How many seeds are enough?", "<dt>interaction test</dt>"):  # fmt: skip
+        assert heading in html
+
+    two = build_report([write_experiment(tmp_path / "two")], tmp_path / "report-two")
+    verdicts = pd.read_csv(two.parent / "interaction.csv")["verdict"]
+    assert verdicts.str.startswith("too few seeds").all()
+    assert "too few seeds to say" in two.read_text()
+
+
+def test_report_options_are_checked_before_any_work(tmp_path, capsys):
+    experiment = write_experiment(tmp_path / "e")
+    for flag, value in (("--level", "1.5"), ("--posthoc", "tukey"), ("--resamples", "5")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(experiment), "--out", str(tmp_path / "r"), flag, value])
+        assert exit_info.value.code == 2
+        assert value in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_report_of_random_alone_compares_architectures_only(tmp_path):

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import scikit_posthocs as sp
 
 from archdal.analysis.metrics import BASELINE, setting_columns
 from archdal.registry import STRATEGIES
@@ -97,9 +98,18 @@ def _arch_labels(rows: pd.DataFrame) -> pd.Series:
     return rows["arch"]
 
 
+def error_bars(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """2×n distances from the mean down and up to its confidence interval (0 where the
+    interval is undefined, e.g. one seed)."""
+    mean = rows[f"{metric}_mean"]
+    below = (mean - rows[f"{metric}_ci_low"]).clip(lower=0).fillna(0)
+    above = (rows[f"{metric}_ci_high"] - mean).clip(lower=0).fillna(0)
+    return np.vstack([below.to_numpy(), above.to_numpy()])
+
+
 def relative_bars(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
-    """Figures 2–5 style: per architecture a bar per strategy (mean ± std over seeds), with
-    pretraining hatched, against random's reference line."""
+    """Figures 2–5 style: per architecture a bar per strategy (mean over seeds with its
+    bootstrap confidence interval), with pretraining hatched, against random's line."""
     reference, name, ylabel = {
         "labeling_efficiency": (1.0, "labeling_efficiency", "labeling efficiency (× random)"),
         "gain_pp": (0.0, "accuracy_gain", "test-accuracy gain over random (pp)"),
@@ -123,7 +133,7 @@ def relative_bars(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
                     np.arange(len(archs)) + offset,
                     chosen[f"{metric}_mean"],
                     width,
-                    yerr=chosen[f"{metric}_std"].fillna(0),
+                    yerr=error_bars(chosen, metric),
                     color=strategy_color(strategy),
                     hatch="//" if pretrain != "none" else None,
                     edgecolor="black",
@@ -139,10 +149,11 @@ def relative_bars(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
     return _save(fig, out, name)
 
 
-def learning_curves(table: pd.DataFrame, out: Path) -> list[Path]:
-    """Figure 6 style: test accuracy against labels per strategy, mean over seeds with a
-    ±1 std band, one panel per architecture; pretrained runs dashed."""
-    table = table.assign(arch_label=_arch_labels(table))
+def learning_curves(curves: pd.DataFrame, out: Path) -> list[Path]:
+    """Figure 6 style: test accuracy against labels per strategy, mean over seeds with its
+    confidence band (`stats.curve_intervals`), one panel per architecture; pretrained runs
+    dashed."""
+    table = curves.assign(arch_label=_arch_labels(curves))
     panels = []
     for title, rows in facets(table, ["arch", "arch_mode", "pretrain"]):
         for arch, arch_rows in rows.groupby("arch_label"):
@@ -150,13 +161,13 @@ def learning_curves(table: pd.DataFrame, out: Path) -> list[Path]:
     fig, axes = _grid(len(panels), "test accuracy over the course of active learning")
     for ax, (title, rows) in zip(axes, panels, strict=True):
         for (strategy, pretrain), curve in rows.groupby(["strategy", "pretrain"]):
-            stats = curve.groupby("n_labeled")["test_acc"].agg(["mean", "std"]).fillna(0)
+            curve = curve.sort_values("round")
             style = "--" if pretrain != "none" else "-"
-            n = stats.index.to_numpy()
-            ax.plot(n, 100 * stats["mean"], style, color=strategy_color(strategy), marker=".",
-                    label=_curve_label(strategy, pretrain))  # fmt: skip
-            ax.fill_between(n, 100 * (stats["mean"] - stats["std"]),
-                            100 * (stats["mean"] + stats["std"]),
+            n = curve["n_labeled"].to_numpy()
+            ax.plot(n, 100 * curve["test_acc"], style, color=strategy_color(strategy),
+                    marker=".", label=_curve_label(strategy, pretrain))  # fmt: skip
+            ax.fill_between(n, 100 * curve["ci_low"].fillna(curve["test_acc"]),
+                            100 * curve["ci_high"].fillna(curve["test_acc"]),
                             color=strategy_color(strategy), alpha=0.15, linewidth=0)  # fmt: skip
         ax.set_title(title)
         ax.set_xlabel("labelled examples")
@@ -272,3 +283,21 @@ def architecture_evolution(table: pd.DataFrame, out: Path, most: int = 6) -> lis
     fig.suptitle("Depth-Dropout architecture as active learning proceeds "
                  "(numbers: layer activation probability)")  # fmt: skip
     return _save(fig, out, "architecture_evolution")
+
+
+def critical_difference(
+    ranks: pd.Series, p_values: pd.DataFrame, title: str, name: str, alpha: float, out: Path
+) -> list[Path]:
+    """Demšar's critical-difference diagram: mean ranks on an axis (1 = best), strategies the
+    post-hoc test does not separate at `alpha` joined by a bar (drawn by scikit-posthocs)."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.3 * len(ranks)))
+    labels = {s: strategy_label(s) for s in ranks.index}
+    sp.critical_difference_diagram(
+        ranks.rename(index=labels),
+        p_values.rename(index=labels, columns=labels),
+        alpha=alpha,
+        ax=ax,
+        color_palette={labels[s]: strategy_color(s) or "black" for s in ranks.index},
+    )
+    ax.set_title(title, fontsize="small")
+    return _save(fig, out, name)

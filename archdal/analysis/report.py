@@ -19,9 +19,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from archdal.analysis import figures, metrics
+from archdal.analysis import figures, metrics, stats
 from archdal.analysis.metrics import BASELINE, MissingBaselineError
 from archdal.analysis.results import SWEEP_FILE, load_rounds, read_sweep_file
 from archdal.errors import ArchdalError, DataError
@@ -57,6 +58,35 @@ GLOSSARY = [
      "range of labels: the mean accuracy over the run."),
     ("p (AUC vs random)", "two-sided paired t-test of the per-seed AUC against random's, "
      "across seeds; blank with fewer than two seeds."),
+    ("[low, high]", "percentile bootstrap interval of the mean over seeds at the report's "
+     "level: seeds are drawn with replacement and a drawn seed brings all of its strategies "
+     "(they share its initial split). Assumes seeds are independent draws; with few seeds "
+     "(under about 5) the interval runs short of its level and none is given for one seed."),
+    ("Friedman test", "whether the strategies' ranks within blocks (seeds, or seed × round "
+     "with --blocks seeds_rounds) differ more than chance allows; rank-based, so no "
+     "normality is assumed, only blocks independent of each other (seed × round blocks are "
+     "not: the rounds of one seed share a trajectory, so their p is optimistic)."),
+    ("post-hoc test / critical difference", "after Friedman rejects, Nemenyi's test (or "
+     "Conover's, --posthoc conover) of every pair of strategies by their mean ranks, which "
+     "controls the family-wise error over all pairs (Demšar 2006). In the diagram a bar "
+     "joins strategies it does not separate."),
+    ("interaction test", "the Focus 1 question: each architecture's per-seed AUC profile "
+     "over strategies, less its mean, and the squared distance of the architectures' mean "
+     "profiles from their average. Without interaction the architectures of a seed are "
+     "exchangeable, so their labels are permuted within each seed (all permutations when "
+     "few enough, else a random 10,000) to read p off the statistic's permutation "
+     "distribution. Needs every architecture × strategy cell in each seed used. 'Too few "
+     "seeds' means the smallest p the design can give is above the level (2 architectures "
+     "need at least 6 seeds at 0.05)."),
+    ("Kendall's tau interval", "tau between two architectures' strategy orders by seed-mean "
+     "AUC, and its percentile bootstrap interval over seeds drawn with both architectures."),
+    ("spread (intervals)", "mean over architectures of max − min strategy AUC, and mean over "
+     "strategies of max − min architecture AUC, with their difference and bootstrap "
+     "intervals over seeds. A max − min grows with noise and with the number of levels, so "
+     "compare them at equal seeds."),
+    ("seeds needed", "from a pair's observed sd of per-seed AUC differences: the smallest "
+     "number of seeds at which a two-sided paired t-test at the level detects the gap with "
+     "80% power (noncentral t). Assumes differences roughly normal with the observed sd."),
     ("rank", "place of the strategy within its setting by mean AUC (1 = best, random "
      "included)."),
     ("Kendall's tau", "agreement of two architectures' strategy rankings: 1 the same order, "
@@ -67,18 +97,17 @@ GLOSSARY = [
 
 SUMMARY_COLUMNS = {
     "final_labels": "labels",
-    "final_acc_mean": "final acc %",
-    "auc_mean": "AUC %",
-    "gain_pp_mean": "gain pp",
-    "gain_pp_std": "± gain",
-    "labeling_efficiency_mean": "label eff.",
-    "labeling_efficiency_std": "± eff.",
+    "final_acc": "final acc %",
+    "auc": "AUC %",
+    "gain_pp": "gain pp",
+    "labeling_efficiency": "label eff.",
     "efficiency_censored_share_mean": "censored %",
-    "efficiency_at_targets_mean": "eff. at targets",
+    "efficiency_at_targets": "eff. at targets",
     "p_auc_vs_random": "p (AUC vs random)",
     "rank": "rank",
     "seeds": "seeds",
-}
+}  # a metric with an interval is shown as "mean [low, high]"
+PERCENT = ("final_acc", "auc", "efficiency_censored_share_mean")
 
 
 def experiment_description(path: Path) -> dict:
@@ -94,7 +123,9 @@ def experiment_description(path: Path) -> dict:
     }
 
 
-def compute(rounds: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def compute(
+    rounds: pd.DataFrame, options: stats.Options = stats.DEFAULTS
+) -> dict[str, pd.DataFrame]:
     """Every table of the report. Gain and efficiency need random of the same setting and
     seed; trials without it are left out of those tables (and listed in `unpaired`)."""
     table = metrics.common_rounds(rounds)
@@ -111,38 +142,98 @@ def compute(rounds: pd.DataFrame) -> dict[str, pd.DataFrame]:
         )
     per_round = metrics.per_round(paired)
     per_seed = metrics.per_seed(per_round)
-    summary = metrics.summarize(per_seed)
+    summary = stats.with_intervals(metrics.summarize(per_seed), per_seed, options)
+    rankings, posthoc = stats.rankings(per_seed, per_round, options)
+    interaction, taus = stats.architecture_dependence(per_seed, options=options)
+    agreement = metrics.rank_agreement(summary)
+    if not taus.empty:
+        on = [c for c in agreement.columns if c in taus.columns and c not in TAU_COLUMNS]
+        agreement = agreement.merge(taus[[*on, "tau_ci_low", "tau_ci_high"]], on=on, how="left")
+    seeds_needed = stats.seeds_needed(per_seed, options)
     return {
         "rounds": table,
+        "curves": stats.curve_intervals(table, options),
         "per_round": per_round,
         "per_seed": per_seed,
         "summary": summary,
-        "rank_agreement": metrics.rank_agreement(summary),
+        "rankings": rankings,
+        "posthoc": posthoc,
+        "rank_agreement": agreement,
+        "interaction": interaction,
+        "seeds_needed": seeds_needed,
         "spread_strategies": metrics.spread(table, "strategy"),
         "spread_architectures": metrics.spread(table, "arch"),
         "unpaired": unpaired,
     }
 
 
-def draw(tables: dict[str, pd.DataFrame], out: Path) -> list[tuple[str, str, list[Path]]]:
+TAU_COLUMNS = ("kendall_tau", "strategies", "seeds", "p_value")
+
+
+def critical_difference_figures(
+    tables: dict[str, pd.DataFrame], level: float, out: Path
+) -> list[tuple[str, str, list[Path]]]:
+    """One critical-difference diagram per setting with a Friedman test, and one over all
+    settings; files `critical_difference_<setting values>` and `critical_difference_all`."""
+    ranked, posthoc = tables["rankings"], tables["posthoc"]
+    if ranked.empty:
+        return []
+    setting = metrics.setting_columns(ranked)
+    settings = ranked[(ranked[setting] != "all").any(axis=1)]
+    varying = [c for c in setting if settings[c].nunique() > 1 or c in ("dataset", "arch")]
+    drawn = []
+    for key, rows in ranked.groupby(setting, dropna=False, sort=False):
+        if rows["friedman_p"].isna().all():
+            continue
+        values = dict(zip(setting, key, strict=True))
+        selected = (posthoc[setting] == pd.Series(values)).all(axis=1) if len(posthoc) else []
+        ranks = rows.set_index("strategy")["mean_rank"]
+        matrix = stats.p_value_matrix(posthoc[selected], list(ranks.index))
+        overall = all(v == "all" for v in values.values())
+        label = "all settings" if overall else ", ".join(str(values[c]) for c in varying)
+        slug = "all" if overall else "_".join(str(values[c]) for c in varying)
+        slug = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in slug)
+        first = rows.iloc[0]
+        title = (f"{label}: mean rank by {first['measure']} over {first['blocks']} blocks, "
+                 f"Friedman p = {first['friedman_p']:.3g}")  # fmt: skip
+        paths = figures.critical_difference(
+            ranks, matrix, title, f"critical_difference_{slug}", 1 - level, out
+        )
+        drawn.append((f"Critical difference: {label}", CD_CAPTION, paths))
+    return drawn
+
+
+CD_CAPTION = (
+    "Mean rank of each strategy (1 = best) over the blocks; a bar joins strategies that the "
+    "post-hoc test does not separate at the level (all of them when Friedman's test does not "
+    "reject)."
+)
+
+
+def draw(
+    tables: dict[str, pd.DataFrame], out: Path, level: float = stats.LEVEL
+) -> list[tuple[str, str, list[Path]]]:
     """(heading, caption, [png, pdf]) for every figure the tables support: strategies are
     compared only where some strategy besides random ran."""
     summary = tables["summary"]
     compared = (summary["strategy"] != BASELINE).any()
+    percent = f"{100 * level:g}%"
     drawn = []
     if compared:
         drawn += [
-            ("Labeling efficiency", "Mean ± std over seeds; hatched: with unsupervised "
-             "pretraining; dashed line: random (1).",
+            ("Labeling efficiency", f"Mean over seeds with its {percent} bootstrap interval; "
+             "hatched: with unsupervised pretraining; dashed line: random (1).",
              figures.relative_bars(summary, "labeling_efficiency", out)),
-            ("Accuracy gain over random", "Mean over rounds ≥ 1, ± std over seeds; dashed "
-             "line: random (0).", figures.relative_bars(summary, "gain_pp", out)),
+            ("Accuracy gain over random", f"Mean over rounds ≥ 1 and seeds, with its {percent} "
+             "bootstrap interval over seeds; dashed line: random (0).",
+             figures.relative_bars(summary, "gain_pp", out)),
         ]  # fmt: skip
-    drawn.append(("Learning curves", "Test accuracy against labels, mean over seeds with a ±1 "
-                  "std band.", figures.learning_curves(tables["rounds"], out)))  # fmt: skip
+    caption = f"Test accuracy against labels, mean over seeds with its {percent} bootstrap band."
+    drawn.append(("Learning curves", caption, figures.learning_curves(tables["curves"], out)))
     if compared:
         drawn.append(("Strategy ranks", "Rank by mean AUC within each architecture (1 = best).",
                       figures.rank_heatmap(summary, out)))  # fmt: skip
+        drawn += critical_difference_figures(tables, level, out)
     spreads = [
         ("strategies", "strategy", "For each architecture, the band between the best and the "
          "worst strategy's mean accuracy (paper, Figure 8)."),
@@ -172,11 +263,89 @@ def _table_html(frame: pd.DataFrame, percent: Sequence[str] = ()) -> str:
                          border=0, classes="table")  # fmt: skip
 
 
+def _with_interval(summary: pd.DataFrame, metric: str) -> pd.Series:
+    scale = 100 if metric in PERCENT else 1
+    mean, low, high = (scale * summary[f"{metric}_{p}"] for p in ("mean", "ci_low", "ci_high"))
+    return pd.Series(
+        [f"{m:.3g}" + ("" if np.isnan(lo) else f" [{lo:.3g}, {hi:.3g}]")
+         for m, lo, hi in zip(mean, low, high, strict=True)], index=summary.index,
+    )  # fmt: skip
+
+
 def _summary_html(summary: pd.DataFrame) -> str:
     setting = metrics.setting_columns(summary)
-    shown = summary[[*setting, "strategy", *SUMMARY_COLUMNS]].sort_values([*setting, "rank"])
-    shown = shown.rename(columns=SUMMARY_COLUMNS)
-    return _table_html(shown, percent=["final acc %", "AUC %", "censored %"])
+    shown = summary.sort_values([*setting, "rank"])
+    for metric in SUMMARY_COLUMNS:
+        if f"{metric}_ci_low" in shown:
+            shown[metric] = _with_interval(shown, metric)
+    shown = shown[[*setting, "strategy", *SUMMARY_COLUMNS]].rename(columns=SUMMARY_COLUMNS)
+    return _table_html(shown, percent=["censored %"])
+
+
+def _varying(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` without the setting columns that hold one value (kept: dataset, arch)."""
+    fixed = [c for c in metrics.setting_columns(frame)
+             if c not in ("dataset", "arch") and frame[c].nunique(dropna=False) <= 1]  # fmt: skip
+    return frame.drop(columns=fixed)
+
+
+def _statistics_sections(tables: dict[str, pd.DataFrame], level: float) -> list[tuple[str, str]]:
+    """The sections that say how sure the comparisons are."""
+    sections = []
+    percent = f"{100 * level:g}%"
+    ranked = tables["rankings"]
+    if not ranked.empty:
+        shown = ranked.drop(columns=["groups"]).rename(columns={"not_different_from":
+                                                                "not separated from"})  # fmt: skip
+        sections.append(("How sure are the rankings?", (
+            f"<p>Per setting, the strategies ranked within each block (a seed, or a seed and "
+            f"round), Friedman's test of any difference, and the post-hoc test's verdict at "
+            f"{1 - level:g} (rankings.csv; pairwise p in posthoc.csv). The critical-difference "
+            f"diagrams below draw the same.</p>" + _table_html(_varying(shown)))))  # fmt: skip
+    interaction = tables["interaction"]
+    if not interaction.empty:
+        group = [c for c in metrics.setting_columns(interaction) if c != "arch"]
+        sentences = "".join(
+            f"<li><b>{html.escape(', '.join(str(row[c]) for c in group))}</b> "
+            f"({html.escape(row['archs'])}; {row['strategies']} strategies, {row['seeds']} "
+            f"seeds): {html.escape(row['verdict'])}. Spread across architectures "
+            f"{100 * row['spread_archs']:.2f} pp [{100 * row['spread_archs_ci_low']:.2f}, "
+            f"{100 * row['spread_archs_ci_high']:.2f}], across strategies "
+            f"{100 * row['spread_strategies']:.2f} pp [{100 * row['spread_strategies_ci_low']:.2f}"
+            f", {100 * row['spread_strategies_ci_high']:.2f}]: " + _spread_words(row) + "</li>"
+            for _, row in interaction.iterrows()
+        )
+        shown = interaction.drop(columns=["verdict"])
+        agreement = tables["rank_agreement"]
+        sections.append(("Does the architecture change the ranking?", (
+            f"<p>The Focus 1 question as a test on per-seed AUC, at level {level:g}; the "
+            f"spreads are the paper's Focus 2 comparison with {percent} intervals "
+            f"(interaction.csv).</p><ul>{sentences}</ul>" + _table_html(_varying(shown))
+            + "<p>Kendall's tau between every two architectures' strategy orders, with its "
+            f"{percent} bootstrap interval over seeds (rank_agreement.csv).</p>"
+            + _table_html(_varying(agreement)))))  # fmt: skip
+    needed = tables["seeds_needed"]
+    if not needed.empty:
+        closest = stats.closest_pairs(needed)
+        sections.append(("How many seeds are enough?", (
+            "<p>For the closest pairs of strategies in each setting: the mean and sd over "
+            "seeds of their AUC difference (pp), and the seeds a paired t-test at the level "
+            "would need to detect that gap, or the gap of <code>detect_gap_pp</code>, with 80% "
+            "power at that sd (−1: over 10,000, or no gap). Every pair is in seeds_needed.csv."
+            "</p>" + _table_html(_varying(closest)))))  # fmt: skip
+    return sections
+
+
+def _spread_words(row: pd.Series) -> str:
+    low, high = row["archs_minus_strategies_ci_low"], row["archs_minus_strategies_ci_high"]
+    difference = f"{100 * row['archs_minus_strategies']:.2f} pp [{100 * low:.2f}, {100 * high:.2f}]"
+    if low > 0:
+        return f"architecture outweighs acquisition by {difference}."
+    if high < 0:
+        return (
+            f"acquisition outweighs architecture by {-100 * row['archs_minus_strategies']:.2f} pp."
+        )
+    return f"the difference, {difference}, is within its interval of zero."
 
 
 def _anchor(heading: str) -> str:
@@ -189,6 +358,7 @@ def write_html(
     tables: dict[str, pd.DataFrame],
     drawn: list[tuple[str, str, list[Path]]],
     rounds: pd.DataFrame,
+    level: float = stats.LEVEL,
 ) -> None:
     """`rounds`: every reported round, before settings are cut to their common rounds, so
     the progress counts see each trial's last report."""
@@ -218,11 +388,13 @@ def write_html(
     sections.append(("Overview", overview))
     sections.append(("Summary", "<p>One row per setting and strategy (summary.csv).</p>"
                      + _summary_html(tables["summary"])))  # fmt: skip
-    if not tables["rank_agreement"].empty:
+    statistics = _statistics_sections(tables, level)
+    if not tables["rank_agreement"].empty and tables["interaction"].empty:
         sections.append(("Do strategies rank alike across architectures?",
                          "<p>Kendall's tau between the strategy rankings (by mean AUC) of each "
                          "pair of architectures (rank_agreement.csv).</p>"
                          + _table_html(tables["rank_agreement"])))  # fmt: skip
+    sections += statistics
     for heading, caption, paths in drawn:
         png, pdf = paths
         data = base64.b64encode(png.read_bytes()).decode()
@@ -262,7 +434,9 @@ def check_report_out(out: Path) -> None:
         raise DataError(f"report folder {out} exists and holds no archdal report; choose another")
 
 
-def build_report(experiments: Sequence[Path | str], out: Path | str) -> Path:
+def build_report(
+    experiments: Sequence[Path | str], out: Path | str, options: stats.Options = stats.DEFAULTS
+) -> Path:
     """Write `summary.csv` and the other tables, `figures/*.png|pdf` and `report.html`
     into `out` (replacing an earlier report there); returns the HTML's path."""
     paths = [Path(e) for e in experiments]
@@ -270,7 +444,7 @@ def build_report(experiments: Sequence[Path | str], out: Path | str) -> Path:
     check_report_out(out)
     rounds = load_rounds(paths)
     described = [experiment_description(p) for p in paths]
-    tables = compute(rounds)
+    tables = compute(rounds, options)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -278,8 +452,8 @@ def build_report(experiments: Sequence[Path | str], out: Path | str) -> Path:
         (staging / "figures").mkdir()
         for name, frame in tables.items():
             frame.to_csv(staging / f"{name}.csv", index=False)
-        drawn = draw(tables, staging / "figures")
-        write_html(staging, described, tables, drawn, rounds)
+        drawn = draw(tables, staging / "figures", options.level)
+        write_html(staging, described, tables, drawn, rounds, options.level)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -287,6 +461,69 @@ def build_report(experiments: Sequence[Path | str], out: Path | str) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out / "report.html"
+
+
+def _bounded(kind: type, low: float, high: float | None = None, open_low: bool = False):
+    """An argparse type: a number within [low, high] (or (low, high] with `open_low`)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value < low or (open_low and value == low) or (high is not None and value >= high):
+            bounds = f"{'(' if open_low else '['}{low:g}, {'∞' if high is None else f'{high:g}'})"
+            raise argparse.ArgumentTypeError(f"{text} is outside {bounds}")
+        return value
+
+    return parse
+
+
+def add_statistics_options(parser: argparse.ArgumentParser) -> None:
+    """The report's statistics options (also on the sweep scripts' --report)."""
+    d = stats.DEFAULTS
+    group = parser.add_argument_group("statistics")
+    group.add_argument(
+        "--level",
+        type=_bounded(float, 0, 1, open_low=True),
+        default=d.level,
+        help=f"confidence level of intervals and tests (default {d.level})",
+    )
+    group.add_argument(
+        "--resamples",
+        type=_bounded(int, 100),
+        default=d.resamples,
+        help=f"bootstrap resamples (default {d.resamples})",
+    )
+    group.add_argument(
+        "--permutations",
+        type=_bounded(int, 100),
+        default=d.permutations,
+        help="random permutations of the interaction test when there are "
+        f"more than that many in all (default {d.permutations})",
+    )
+    group.add_argument(
+        "--posthoc",
+        choices=sorted(stats.POSTHOC),
+        default=d.posthoc,
+        help=f"post-hoc test after Friedman (default {d.posthoc})",
+    )
+    group.add_argument(
+        "--blocks",
+        choices=stats.BLOCKS,
+        default=d.blocks,
+        help="Friedman blocks: seeds (per-seed AUC) or seeds_rounds (test "
+        f"accuracy per seed and round) (default {d.blocks})",
+    )
+    group.add_argument("--detect-gap", type=_bounded(float, 0, open_low=True),
+                       default=d.detect_gap_pp, dest="detect_gap_pp",
+                       help="AUC gap in percentage points for the seeds-needed table "
+                       f"(default {d.detect_gap_pp})")  # fmt: skip
+
+
+def statistics_options(args: argparse.Namespace) -> stats.Options:
+    names = ("level", "resamples", "permutations", "posthoc", "blocks", "detect_gap_pp")
+    return stats.Options(**{n: getattr(args, n) for n in names})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,9 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("experiments", nargs="+", type=Path,
                         help="experiment folders, e.g. ~/archdal_results/focus1-small")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="report folder to (re)write")
+    add_statistics_options(parser)
     args = parser.parse_args(argv)
     try:
-        page = build_report(args.experiments, args.out)
+        page = build_report(args.experiments, args.out, statistics_options(args))
     except ArchdalError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
