@@ -71,15 +71,21 @@ def test_pairs_are_embedded_together_and_the_test_split_is_held_out_per_seed(tmp
 
 
 @pytest.mark.slow
-def test_archdal_run_frozen_minilm_on_banking77(data_dir, tmp_path):
-    """The whole of Banking77 (13,083 texts) is embedded once: minutes on two cores."""
+def test_archdal_run_frozen_minilm_on_all_77_intents(data_dir, tmp_path):
+    """12 real Banking77 texts of every one of its 77 intents (924, a fifth held out for
+    test), embedded by MiniLM and actively learnt through `archdal run` (the whole dataset's
+    embedding pass, minutes here, is measured in benchmarks/frozen.py instead)."""
+    table = pd.read_csv(data_dir / "banking77" / "train.csv")
+    corpus = tmp_path / "b77-all-intents.csv"
+    table.groupby("category").head(12).to_csv(corpus, index=False)
     out = tmp_path / "b77"
-    argv = ["run", "--dataset", "banking77", "--arch", "frozen", "--encoder", "minilm",
-            "--head", "linear", "--strategy", "badge", "--init-size", "200", "--acq-size", "200",
-            "--rounds", "2", "--pool-size", "2000", "--seed", "0", "--out", str(out),
-            "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "cache"),
+    argv = ["run", "--dataset", "csv", "--csv-path", str(corpus), "--label-column", "category",
+            "--arch", "frozen", "--encoder", "minilm", "--head", "linear", "--strategy", "badge",
+            "--init-size", "154", "--acq-size", "150", "--rounds", "2", "--pool-size", "500",
+            "--seed", "0", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
             "--device", "cpu", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
-    assert [r["n_labeled"] for r in records] == [200, 400, 600]
-    assert records[0]["test_acc"] > 0.6 and records[-1]["test_acc"] > records[0]["test_acc"]
+    assert [r["n_labeled"] for r in records] == [154, 304, 454]
+    # 2 labels an intent already beat chance (1.3%) by far; more labels help
+    assert records[0]["test_acc"] > 0.3 and records[-1]["test_acc"] > records[0]["test_acc"]
