@@ -66,6 +66,7 @@ _ARG_TYPES: dict[str, Callable[[str], Any]] = {
     "str": str,
     "dict[str, Any]": _json_object,
     "Path | None": Path,
+    "float | None": float,
 }
 
 

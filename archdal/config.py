@@ -45,6 +45,12 @@ SPLIT_VERSIONS = {
 }
 FROZEN = "frozen"  # the arch whose models are heads on a frozen encoder's embeddings
 HEADS = ("linear", "mlp")
+# How the initial labelled pool is chosen (`archdal.data.make_split`): the paper's
+# class-balanced random draw, or by the acquisition representation.
+INIT_STRATEGIES = ("random", "kmeans", "typiclust", "probcover")
+# `acq_representation` values besides an encoder's name: the default per data and arch, and
+# the round's model's own penultimate embedding.
+AUTO_REPRESENTATION, MODEL_REPRESENTATION = "auto", "model"
 
 # Sweep factor (CLI flag without dashes) → RunConfig field.
 FACTORS = {
@@ -58,6 +64,7 @@ FACTORS = {
     "augment": "augment",
     "arch_modes": "arch_mode",
     "encoders": "encoder",
+    "init_strategies": "init_strategy",
 }
 
 
@@ -179,10 +186,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "dict[str, Any]": (dict,),
     "Path | None": (Path, str, type(None)),
+    "float | None": (int, float, type(None)),
 }
 
 
-_TYPE_NAMES = {"dict[str, Any]": "JSON object", "Path | None": "path"}
+_TYPE_NAMES = {"dict[str, Any]": "JSON object", "Path | None": "path", "float | None": "float"}
 
 
 def scalar_type(f: dataclasses.Field) -> str:
@@ -227,6 +235,8 @@ class Setting:
         ):
             kind = _TYPE_NAMES.get(self.kind, self.kind)
             raise ConfigError(f"{self.label} must be a {kind}, got {value!r}")
+        if value is None:  # an optional field left unset
+            return
         admits = self.spec.metadata.get("admits")
         problem = admits.problem(self.label, value) if admits is not None else None
         if problem:
@@ -398,6 +408,32 @@ class RunConfig:
     head_hidden: int = option(256, "frozen mlp: hidden units", POSITIVE)
     encoder_options: EncoderOptions = nested(EncoderOptions, "encoder-", "frozen encoders "
                                              "(--arch frozen)")  # fmt: skip
+    # What typiclust, probcover and dropquery (and the non-random initial pools) read. auto:
+    # arch frozen's own features; otherwise a frozen encoder of the data, cached once per
+    # dataset (archdal.representations): minilm for text, and pixels (a seeded PCA) for
+    # images, because deepcluster, the self-supervised choice, trains a ResNet-18 for
+    # minutes on a CPU before the first round (name it to use it).
+    acq_representation: str = option(
+        AUTO_REPRESENTATION,
+        "the embedding typiclust, probcover, dropquery and the kmeans/typiclust/probcover "
+        "initial pools read: auto (arch frozen: its features; images: pixels; text: "
+        "minilm), an encoder (pixels, deepcluster, minilm or a text model directory), or "
+        "model (the round's model's penultimate embedding)",
+        NotEmpty(),
+    )
+    init_strategy: str = option(
+        "random",
+        "the initial labelled pool: random (class-balanced, the paper's), kmeans (an equal "
+        "share of each k-means cluster of the representation, one cluster per class), or "
+        "typiclust / probcover run from an empty labelled set",
+        OneOf(INIT_STRATEGIES),
+    )
+    probcover_delta: float | None = option(
+        None,
+        "ProbCover's ball radius δ on the representation (default: the largest δ whose balls "
+        "are 95% pure against k-means pseudo-labels)",
+        POSITIVE,
+    )
 
     @property
     def modality(self) -> str:
@@ -435,6 +471,7 @@ class RunConfig:
         elif self.model_path:
             raise ConfigError("model-path loads transformer weights; it needs a text dataset")
         self._validate_frozen()
+        self._validate_acquisition()
         if self.dataset == "csv":
             if not self.csv_options.path:
                 raise ConfigError("dataset 'csv' needs --csv-path (a .csv or .tsv file)")
@@ -462,6 +499,42 @@ class RunConfig:
         if self.model_path:
             raise ConfigError("model-path is a transformer's weights; arch frozen reads "
                               "--encoder")  # fmt: skip
+
+    @property
+    def acquisition_encoder(self) -> str:
+        """The encoder whose representation acquisition reads, or `model`."""
+        if self.acq_representation != AUTO_REPRESENTATION:
+            return self.acq_representation
+        if self.arch == FROZEN:
+            return self.encoder
+        return "pixels" if self.modality == "image" else "minilm"
+
+    @property
+    def reads_representation(self) -> bool:
+        """Whether the strategy or the initial pool reads the acquisition representation."""
+        # "representation" is archdal.pool.REPRESENTATION (torch-free here)
+        needs = registry.STRATEGIES.get(self.strategy).needs
+        return "representation" in needs or self.init_strategy != "random"
+
+    def _validate_acquisition(self) -> None:
+        name = self.acquisition_encoder
+        if name == MODEL_REPRESENTATION:
+            if self.init_strategy != "random":
+                raise ConfigError(f"init-strategy {self.init_strategy!r} chooses the initial pool "
+                                  "before any model exists; give --acq-representation an "
+                                  "encoder (or auto)")  # fmt: skip
+            return
+        if self.arch == FROZEN and name != self.encoder:
+            raise ConfigError(f"arch frozen acquires on its encoder's features: "
+                              f"acq-representation takes auto, model or {self.encoder!r}, "
+                              f"not {name!r}")  # fmt: skip
+        if self.acq_representation != AUTO_REPRESENTATION or (
+            self.reads_representation and self.arch != FROZEN
+        ):
+            try:
+                check_encoder(name, self.modality, self.dataset)
+            except ConfigError as err:
+                raise ConfigError(f"acq-representation {name!r}: {err}") from err
 
     def _validate_architecture(self, family: registry.ModelFamily) -> None:
         optimized = self.arch in family.optimized

@@ -237,9 +237,16 @@ def make_split(
     val_fraction: float,
     seed: int,
     version: int = SPLIT_VERSION,
+    init_strategy: str = "random",
+    representation: torch.Tensor | None = None,
+    coverage_radius: float | None = None,
 ) -> Split:
     """The paper's split, seeded: a class-balanced initial set, `val_fraction` of the rest
     for validation, and an unlabelled pool of at most `pool_size` from what remains.
+
+    With an `init_strategy` other than random, the initial set is instead chosen on
+    `representation` (one row per training example) by `archdal.strategies.initial`;
+    validation and pool are then drawn from the rest exactly as for the random one.
 
     The validation set is a stratified random sample of the rest (each class's share that
     of the rest, up to rounding) and the pool a uniform sample of what remains after it
@@ -253,6 +260,15 @@ def make_split(
     labels = labels.cpu()
     rng = generator(derive_seed(seed, "split"))
     order = torch.randperm(len(labels), generator=rng)
+    if init_strategy != "random":
+        from archdal.strategies.initial import initial_pool  # torch models: import on use
+
+        if representation is None or len(representation) != len(labels):
+            raise ValueError("a non-random initial pool needs one representation row per label")
+        initial = initial_pool(init_strategy, representation, num_classes, init_size, seed,
+                               coverage_radius)  # fmt: skip
+        return _rest_of_split(labels, num_classes, initial, order, val_fraction, pool_size,
+                              version, rng)  # fmt: skip
     per_class = torch.full((num_classes,), init_size // num_classes, dtype=torch.long)
     per_class[torch.randperm(num_classes, generator=rng)[: init_size % num_classes]] += 1
     ordered_labels = labels[order]
@@ -266,6 +282,21 @@ def make_split(
             )
         taken.append(members[: per_class[c]])
     initial = torch.cat(taken)
+    return _rest_of_split(labels, num_classes, initial, order, val_fraction, pool_size, version,
+                          rng)  # fmt: skip
+
+
+def _rest_of_split(
+    labels: torch.Tensor,
+    num_classes: int,
+    initial: torch.Tensor,
+    order: torch.Tensor,
+    val_fraction: float,
+    pool_size: int,
+    version: int,
+    rng: torch.Generator,
+) -> Split:
+    """Validation and pool from the examples outside `initial`, in the shuffled `order`."""
     is_initial = torch.zeros(len(labels), dtype=torch.bool)
     is_initial[initial] = True
     rest = order[~is_initial[order]]  # a uniformly random order of the non-initial examples

@@ -23,8 +23,9 @@ from archdal.errors import ConfigError, DataError, WriteError
 from archdal.families import load_data, model_adapter
 from archdal.io import FolderLock, atomic_write
 from archdal.models import ALModel
-from archdal.pool import LABELED_EMBEDDINGS, compute_view
+from archdal.pool import LABELED_EMBEDDINGS, REPRESENTATION, compute_view
 from archdal.pretrain import pretrain_backbone
+from archdal.representations import acquisition_representation
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
 from archdal.strategies import get_strategy
 from archdal.textdata import TextData
@@ -59,14 +60,21 @@ class Trajectory:
         self.strategy = get_strategy(config.strategy)
         if data is None:
             data = load_data(config, self.runtime)
+        # the acquisition representation's training rows, once per trajectory (None: the
+        # round's model's embedding, or nothing reads one)
+        representation = None
+        if config.reads_representation:
+            representation = acquisition_representation(config, self.runtime, data)
         self.split = make_split(
             data.train_y, data.num_classes, config.init_size, config.pool_size,
-            config.val_fraction, config.seed, config.split_version,
+            config.val_fraction, config.seed, config.split_version, config.init_strategy,
+            representation, config.probcover_delta,
         )  # fmt: skip
         check_budget(config, self.split)
         self.device = resolve_device(self.runtime.device)
         self.adapter = model_adapter(config, data)  # the one object that makes its models
         self.data = data.to(self.device)
+        self.representation = None if representation is None else representation.to(self.device)
         self.round = 0
         self.labeled = self.split.initial.clone()
         self.rng = generator(derive_seed(config.seed, "trajectory"))
@@ -141,10 +149,15 @@ class Trajectory:
         if self.round < c.rounds:
             unlabeled = self.split.pool[~torch.isin(self.split.pool, self.labeled)]
             needs = self.strategy.needs
+            fixed = None
+            if REPRESENTATION in needs and self.representation is not None:
+                fixed = (self.representation[unlabeled.to(self.device)],
+                         self.representation[labeled])  # fmt: skip
             with global_torch_seed(mc_seed):
                 view = compute_view(
                     model, d.train_x[unlabeled.to(self.device)], needs, batch, c.mc_samples,
-                    labeled_x if LABELED_EMBEDDINGS in needs else None,
+                    labeled_x if needs & {LABELED_EMBEDDINGS, REPRESENTATION} else None,
+                    fixed, d.num_classes, c.probcover_delta,
                 )  # fmt: skip
             picks = self.strategy.select(view, c.acq_size, self.rng).cpu()
             acquired = unlabeled[picks]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from archdal import registry
-from archdal.config import RunConfig, Runtime
+from archdal.config import MODEL_REPRESENTATION, RunConfig, Runtime
 from archdal.data import ImageData
 from archdal.encoders import encoder_label, text_encoder_dir
 from archdal.errors import DataError
@@ -327,3 +327,30 @@ def load_features(config: RunConfig, runtime: Runtime) -> FeatureData:
         device = resolve_device(runtime.device)
         return image_features(data, config, cache_dir_of(runtime), device, runtime.eval_batch_size)
     return text_features(read_raw(config, runtime), config, runtime)
+
+
+def acquisition_representation(
+    config: RunConfig, runtime: Runtime, data: ImageData | FeatureData | object
+) -> torch.Tensor | None:
+    """The training rows of the representation the config's acquisition reads
+    (`config.acquisition_encoder`), on the CPU; None for the round's model's embedding.
+
+    Arch frozen reads its own features; otherwise the named encoder embeds the data (through
+    the cache: once per dataset and encoder), its frozen-encoder settings at their defaults.
+    """
+    name = config.acquisition_encoder
+    if name == MODEL_REPRESENTATION:
+        return None
+    if isinstance(data, FeatureData):
+        return data.train_x
+    encoded = dataclasses.replace(config, encoder=name)
+    if isinstance(data, ImageData):
+        device = resolve_device(runtime.device)
+        features = image_features(data, encoded, cache_dir_of(runtime), device,
+                                  runtime.eval_batch_size)  # fmt: skip
+    else:
+        features = text_features(read_raw(encoded, runtime), encoded, runtime)
+    if not torch.equal(features.train_y.cpu(), data.train_y.cpu()):
+        raise DataError(f"the {name} representation of {config.dataset} does not line up with "
+                        "its training examples (labels differ)")  # fmt: skip
+    return features.train_x

@@ -7,6 +7,9 @@ Inputs mimic a round of the paper's protocol: N pool embeddings of dimension 512
 classes, 1,000 labelled points, select 1,000. Each measurement runs in a fresh process:
 the kernel's peak-RSS counter is reset once the inputs exist, so "extra MiB" is what
 the selection itself allocated (CPU). On CUDA the torch allocator's peak is reported.
+TypiClust, ProbCover and DropQuery read the embeddings as their representation (the
+labelled rows too); ProbCover's δ comes from purity (the default), and DropQuery's
+dropout flips are drawn uniformly from 0..3, so about half the pool are candidates.
 Naive baselines run beside archdal's code in the same invocation, for ratios:
   coreset-naive: k-center greedy updating every point's distance at every pick;
   badge-naive:   k-means++ on the materialised N×(classes·dim) gradient embedding.
@@ -21,6 +24,7 @@ import time
 import torch
 
 from archdal.pool import PoolView
+from archdal.strategies import REGISTRY
 from archdal.strategies import classic as S
 
 DIM, CLASSES, LABELED, SELECT = 512, 10, 1000, 1000
@@ -38,13 +42,19 @@ def make_view(n: int, device: str) -> PoolView:
     g = torch.Generator().manual_seed(0)
     probs = (2 * torch.randn(n, CLASSES, generator=g)).softmax(1)
     mc_p = (2 * torch.randn(n, CLASSES, generator=g)).softmax(1)
+    embeddings = torch.randn(n, DIM, generator=g).to(device)
+    labeled = torch.randn(LABELED, DIM, generator=g).to(device)
     return PoolView(
         size=n,
         probs=probs.to(device),
-        embeddings=torch.randn(n, DIM, generator=g).to(device),
-        labeled_embeddings=torch.randn(LABELED, DIM, generator=g).to(device),
+        embeddings=embeddings,
+        labeled_embeddings=labeled,
         mc_mean_probs=mc_p.to(device),
         mc_mean_entropy=(S.entropy_scores(mc_p) * 0.8).to(device),
+        representation=embeddings,
+        labeled_representation=labeled,
+        dropout_flips=torch.randint(0, 4, (n,), generator=g).to(device),
+        num_classes=CLASSES,
     )
 
 
@@ -81,7 +91,7 @@ NAIVE = {"coreset-naive": naive_coreset, "badge-naive": naive_badge}
 
 
 def _measure(name: str, n: int, device: str, queue: mp.Queue) -> None:
-    select = NAIVE[name] if name in NAIVE else S.REGISTRY[name].select
+    select = NAIVE[name] if name in NAIVE else REGISTRY[name].select
     view = make_view(n, device)
     cuda = device.startswith("cuda")
     if cuda:
@@ -122,7 +132,7 @@ def main() -> None:
     parser.add_argument(
         "--naive-max", type=int, default=30_000, help="largest pool for the naive baselines"
     )
-    parser.add_argument("--strategies", nargs="+", default=[*S.REGISTRY, *NAIVE])
+    parser.add_argument("--strategies", nargs="+", default=[*REGISTRY, *NAIVE])
     args = parser.parse_args()
     names = args.strategies
     print(f"device {args.device}, {torch.get_num_threads()} threads, dim {DIM}, "

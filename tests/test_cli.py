@@ -32,7 +32,7 @@ def _fails(capsys, args, pattern, out):
             "invalid choice: 'imagenet' (choose from 'mnist', 'fashion_mnist'",
         ),
         (["--arch", "vgg13"], "invalid choice: 'vgg13'"),
-        (["--strategy", "typiclust"], "invalid choice: 'typiclust' (choose from 'random'"),
+        (["--strategy", "nosuch"], "invalid choice: 'nosuch' (choose from 'random'"),
         (["--acq-size", "0"], "acq-size must be positive, got 0"),
         (["--init-size", "-5"], "init-size must be positive, got -5"),
         (["--width", "0"], "width must be positive, got 0.0"),

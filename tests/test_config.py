@@ -25,7 +25,9 @@ from archdal.sweep.grid import expand, parse_setting
 from archdal.sweep.presets import PRESETS
 
 SETTINGS = list(settings_of(RunConfig))
-WRONG_TYPE = {"int": "3", "float": "x", "str": 3, "bool": "yes", "dict[str, Any]": [1]}
+WRONG_TYPE = {
+    "int": "3", "float": "x", "str": 3, "bool": "yes", "dict[str, Any]": [1], "float | None": "x",
+}  # fmt: skip
 
 
 def _outside(admits) -> object | None:

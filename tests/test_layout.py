@@ -103,7 +103,7 @@ def test_the_catalogues_are_the_registries():
     from archdal.sweep.presets import CNN_ARCHS, PAPER_STRATEGIES
     from archdal.textmodels import TEXT_ARCHS
 
-    assert registry.STRATEGIES.names() == PAPER_STRATEGIES
+    assert registry.STRATEGIES.names()[:7] == PAPER_STRATEGIES
     assert registry.archs_of("image") == IMAGE_ARCHS + CNN_ARCHS
     assert registry.archs_of("text") == TEXT_ARCHS
     assert registry.DATASETS.names()[:4] == ("mnist", "fashion_mnist", "cifar10", "svhn")

@@ -22,6 +22,7 @@ from archdal import (
     run,
     strip_timing,
 )
+from archdal.pool import REPRESENTATION
 from archdal.pretrain import cluster_labels
 from archdal.strategies import REGISTRY
 
@@ -48,20 +49,28 @@ def test_records_and_files(tmp_path, tiny_data):
     assert records[-1]["test_acc"] > 0.5  # 4 classes: chance is 0.25
 
 
+def strategy_config(strategy: str, **overrides):
+    """A tiny config of `strategy`; representation strategies read the model's embedding
+    here (the cached encoders have their own tests)."""
+    needs_representation = REPRESENTATION in REGISTRY[strategy].needs
+    model = {"acq_representation": "model"} if needs_representation else {}
+    return tiny_config(strategy=strategy, **(model | overrides))
+
+
 @pytest.mark.parametrize("strategy", sorted(REGISTRY))
 def test_same_seed_same_selections_and_accuracies(strategy, tiny_data):
-    config = tiny_config(strategy=strategy, rounds=1)
+    config = strategy_config(strategy, rounds=1)
     a = Trajectory(config, CPU, tiny_data)
     b = Trajectory(config, CPU, tiny_data)
     ra = [a.run_round() for _ in range(2)]
     rb = [b.run_round() for _ in range(2)]
     assert strip_timing(ra) == strip_timing(rb)
-    other = Trajectory(tiny_config(strategy=strategy, rounds=1, seed=1), CPU, tiny_data)
+    other = Trajectory(strategy_config(strategy, rounds=1, seed=1), CPU, tiny_data)
     assert other.run_round()["acquired"] != ra[0]["acquired"]
 
 
 def test_strategies_share_the_initial_pool(tiny_data):
-    pools = {s: Trajectory(tiny_config(strategy=s), CPU, tiny_data).labeled for s in REGISTRY}
+    pools = {s: Trajectory(strategy_config(s), CPU, tiny_data).labeled for s in REGISTRY}
     first = pools["random"]
     assert all(torch.equal(first, p) for p in pools.values())
 

@@ -247,6 +247,10 @@ def test_every_strategy_selects_n_distinct_and_is_deterministic():
         labeled_embeddings=torch.randn(10, 12, generator=g),
         mc_mean_probs=torch.randn(200, 5, generator=g).softmax(1),
         mc_mean_entropy=torch.rand(200, generator=g),
+        representation=torch.randn(200, 6, generator=g),
+        labeled_representation=torch.randn(10, 6, generator=g),
+        dropout_flips=torch.randint(0, 4, (200,), generator=g),
+        num_classes=5,
     )
     for name, strategy in S.REGISTRY.items():
         a = strategy.select(view, 30, torch.Generator().manual_seed(1))

@@ -14,11 +14,13 @@ To add a strategy:
 3. `archdal run --strategy name` and a sweep's `--strategies name` now accept it.
 
 Modules: `base` (the `Strategy` record, the registry, the exact lazy greedy engine),
-`classic` (the paper's seven). A new family of strategies is one module here that
+`classic` (the paper's seven), `clustering` (seeded k-means and bounded neighbour helpers),
+`typiclust`, `probcover` and `dropquery` (on the acquisition representation), `initial`
+(the initial pools those choose). A new family of strategies is one module here that
 registers its entries, and one import line below.
 """
 
-from archdal.strategies import classic
+from archdal.strategies import classic, dropquery, probcover, typiclust
 from archdal.strategies.base import REGISTRY, Strategy, get_strategy
 
-__all__ = ["REGISTRY", "Strategy", "classic", "get_strategy"]
+__all__ = ["REGISTRY", "Strategy", "classic", "dropquery", "get_strategy", "probcover", "typiclust"]

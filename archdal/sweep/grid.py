@@ -14,7 +14,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from archdal import registry
-from archdal.config import ARCH_MODES, FACTORS, FROZEN, PRETRAIN, RunConfig, Runtime, settings_of
+from archdal.config import (
+    ARCH_MODES,
+    FACTORS,
+    FROZEN,
+    INIT_STRATEGIES,
+    PRETRAIN,
+    RunConfig,
+    Runtime,
+    settings_of,
+)
 from archdal.data import make_split
 from archdal.encoders import encoder_label
 from archdal.errors import ConfigError, DataError
@@ -30,6 +39,7 @@ _ALLOWED = {
     "strategies": registry.STRATEGIES.names,
     "pretrain": lambda: PRETRAIN,
     "arch_modes": lambda: ARCH_MODES,
+    "init_strategies": lambda: INIT_STRATEGIES,
 }
 # Factors whose values belong to a modality, and the modality of a value.
 _MODALITY = {
@@ -58,6 +68,7 @@ def _json_object(text: str) -> dict[str, Any]:
 
 PARSERS = {
     "int": int, "float": float, "str": str, "bool": parse_bool, "dict[str, Any]": _json_object,
+    "float | None": float,
 }  # fmt: skip
 
 
@@ -210,7 +221,8 @@ def trial_name(config: RunConfig) -> str:
     aug = "-aug" if config.augment else ""
     mode = "" if config.arch_mode == "fixed" else f"-{config.arch_mode}"
     encoder = f"-{encoder_label(config.encoder)}" if config.encoder else ""
+    init = "" if config.init_strategy == "random" else f"-{config.init_strategy}"
     return (
         f"{config.dataset}-{config.arch}{encoder}{mode}-{config.strategy}-{config.pretrain}"
-        f"-s{config.seed}-i{config.init_size}-a{config.acq_size}{aug}"
+        f"-s{config.seed}-i{config.init_size}{init}-a{config.acq_size}{aug}"
     )

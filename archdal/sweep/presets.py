@@ -74,6 +74,7 @@ def _factors(text: bool = False, **overrides: tuple[Any, ...]) -> dict[str, tupl
         "augment": (False,),
         "arch_modes": ("fixed",),
         "encoders": ("",),
+        "init_strategies": ("random",),
     }
     return factors | overrides
 

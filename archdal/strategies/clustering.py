@@ -1,0 +1,117 @@
+"""Seeded k-means and bounded nearest-neighbour helpers that the representation-based
+strategies (TypiClust, ProbCover, DropQuery) and the initial pools share.
+
+k-means is scikit-learn's: `KMeans` (Lloyd, one k-means++ start) up to `FULL_KMEANS_MAX`
+clusters, `MiniBatchKMeans` beyond, as TypiClust's authors do, since a Lloyd pass over
+100,000 × 512 points with 1,000 centres costs seconds per iteration. Beyond it the centres
+start at random points rather than k-means++: scikit-learn's k-means++ seeding of 500
+centres on 4,000 × 512 points took 60-70 s here (shared 2-core CPU), the mini-batch
+iterations after a random start about 1 s. Its seed is drawn from
+the trajectory's generator, so a selection stays a pure function of view and generator.
+The number of clusters is capped by the number of distinct rows, so duplicated points never
+leave clusters empty.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from archdal.strategies.base import CHUNK_ROWS, mean_row, row_sq_norms
+
+FULL_KMEANS_MAX = 50
+# Elements of one block of distances (64 MiB of float32): what any chunked loop holds.
+BLOCK_ELEMENTS = 1 << 24
+
+
+def draw_seed(rng: torch.Generator) -> int:
+    """A seed for a library that takes its own (scikit-learn's `random_state`)."""
+    return int(torch.randint(2**31 - 1, (1,), generator=rng))
+
+
+def block_rows(columns: int) -> int:
+    """Rows per block so that rows × columns stays within `BLOCK_ELEMENTS`."""
+    return max(1, min(CHUNK_ROWS, BLOCK_ELEMENTS // max(columns, 1)))
+
+
+def distinct_rows(x: torch.Tensor) -> int:
+    """How many different rows `x` has, by an exact float64 projection of each row on a
+    fixed direction (rows that differ and project equally are vanishingly rare, and only
+    lower a cluster count)."""
+    weights = torch.arange(1, x.shape[1] + 1, dtype=torch.float64, device=x.device).add_(0.5).sqrt()
+    keys = [x[r : r + CHUNK_ROWS].double() @ weights for r in range(0, len(x), CHUNK_ROWS)]
+    return len(torch.unique(torch.cat(keys)))
+
+
+def kmeans(x: torch.Tensor, k: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster ids (N, on x's device) and centres (k'×D) of a seeded k-means with
+    k' = min(k, distinct rows) clusters; ids are 0..k'−1, every cluster non-empty."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    k = max(1, min(k, distinct_rows(x)))
+    seed = draw_seed(rng)
+    points = x.detach().float().cpu().numpy()
+    if k <= FULL_KMEANS_MAX:
+        estimator = KMeans(n_clusters=k, n_init=1, random_state=seed)
+    else:
+        batch = max(1024, 2 * k)
+        estimator = MiniBatchKMeans(
+            n_clusters=k, init="random", n_init=1, random_state=seed, batch_size=batch,
+            init_size=min(len(points), 3 * batch),
+        )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence notes on tiny or degenerate inputs
+        labels = torch.from_numpy(estimator.fit_predict(points)).long()
+    # renumber the non-empty clusters 0..k'−1, in order of their first member
+    used, labels = torch.unique(labels, return_inverse=True)
+    centres = torch.from_numpy(estimator.cluster_centers_[used.numpy()]).float()
+    return labels.to(x.device), centres.to(x.device)
+
+
+def nearest_members(x: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """For each cluster, the position of its member nearest its centre (ties: the lower
+    position), in cluster order; clusters are disjoint, so the positions are distinct."""
+    sq = torch.cat([
+        row_sq_norms(x[r : r + CHUNK_ROWS] - centres[labels[r : r + CHUNK_ROWS]])
+        for r in range(0, len(x), CHUNK_ROWS)
+    ])  # fmt: skip
+    by_distance = torch.sort(sq, stable=True).indices
+    by_cluster = by_distance[torch.sort(labels[by_distance], stable=True).indices]
+    first = torch.ones(len(x), dtype=torch.bool, device=x.device)
+    first[1:] = labels[by_cluster[1:]] != labels[by_cluster[:-1]]
+    return by_cluster[first]
+
+
+def centre_picks(x: torch.Tensor, k: int, rng: torch.Generator) -> torch.Tensor:
+    """Up to k distinct positions: the member nearest each centre of a seeded k-means with k
+    clusters (fewer when x has fewer distinct rows)."""
+    if k <= 0 or len(x) == 0:
+        return torch.empty(0, dtype=torch.long, device=x.device)
+    labels, centres = kmeans(x, k, rng)
+    return nearest_members(x, labels, centres)
+
+
+def fill_random(picks: torch.Tensor, size: int, n: int, rng: torch.Generator) -> torch.Tensor:
+    """`picks` completed to n distinct positions of range(size) by uniform draws."""
+    if len(picks) >= n:
+        return picks[:n]
+    taken = torch.zeros(size, dtype=torch.bool)
+    taken[picks.cpu()] = True
+    rest = (~taken).nonzero().squeeze(1)
+    extra = rest[torch.randperm(len(rest), generator=rng)[: n - len(picks)]]
+    return torch.cat([picks, extra.to(picks.device)])
+
+
+def pairwise_sq_blocks(points: torch.Tensor, columns: torch.Tensor | None = None):
+    """Yield (row slice, squared distances of those rows to every column point) in blocks
+    of at most `BLOCK_ELEMENTS`, about the points' mean (as `base.euclidean_pairwise`)."""
+    columns = points if columns is None else columns
+    origin = mean_row(points, columns) if columns is not points else mean_row(points)
+    rows_c, cols_c = points - origin, columns - origin
+    rows_sq, cols_sq = row_sq_norms(rows_c), row_sq_norms(cols_c)
+    step = block_rows(len(columns))
+    for r in range(0, len(points), step):
+        block = slice(r, min(len(points), r + step))
+        d = rows_sq[block, None] + cols_sq[None, :] - 2 * rows_c[block] @ cols_c.T
+        yield block, d.clamp_min_(0)
