@@ -364,7 +364,10 @@ class RunConfig:
     augment: bool = option(False, "random crop + horizontal flip (images)")
     dropout: float = option(0.5, "CNNs: dropout before the classifier; transformers: hidden and "
                             "head dropout", RATE, text=0.1)  # fmt: skip
-    mc_samples: int = option(10, "dropout passes of BALD", at_least(2))
+    mc_samples: int = option(10, "dropout passes of BALD, PowerBALD and BatchBALD", at_least(2))
+    power_beta: float = option(1.0, "powerbald, powermargin, powerentropy: picks sampled ∝ "
+                               "score^β without replacement (large β: top scores)",
+                               POSITIVE)  # fmt: skip
     # Text only: tokens per example (pairs together), the model's weights (a local directory
     # instead of the arch's hub id: other weights, other results), AdamW's linear warmup as a
     # share of a round's steps, and the share of a single-split dataset held out as its test set.

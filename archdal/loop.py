@@ -146,7 +146,7 @@ class Trajectory:
                     model, d.train_x[unlabeled.to(self.device)], needs, batch, c.mc_samples,
                     labeled_x if LABELED_EMBEDDINGS in needs else None,
                 )  # fmt: skip
-            picks = self.strategy.select(view, c.acq_size, self.rng).cpu()
+            picks = self.strategy.pick(view, c.acq_size, self.rng, c).cpu()
             acquired = unlabeled[picks]
             self.labeled = torch.cat([self.labeled, acquired])
         record["select_seconds"] = time.perf_counter() - start

@@ -8,17 +8,19 @@ To add a strategy:
 1. write `select_name(view, n, rng)`, reading only the `PoolView` fields it needs and
    drawing any randomness from `rng`;
 2. register it: `REGISTRY.register(Strategy("name", frozenset({PROBS}), select_name))`,
-   naming those fields (`archdal.pool.NEEDS`) so the round's one pool pass computes them;
-   in a module of this package (imported below), or in your own module named in
-   `$ARCHDAL_PLUGINS`;
+   naming those fields (`archdal.pool.NEEDS`) so the round's one pool pass computes them,
+   and, in `options`, the `RunConfig` fields it takes as keyword arguments (declared
+   once in `archdal.config`); in a module of this package (imported below), or in your
+   own module named in `$ARCHDAL_PLUGINS`;
 3. `archdal run --strategy name` and a sweep's `--strategies name` now accept it.
 
 Modules: `base` (the `Strategy` record, the registry, the exact lazy greedy engine),
-`classic` (the paper's seven). A new family of strategies is one module here that
-registers its entries, and one import line below.
+`classic` (the paper's seven), `stochastic` (PowerBALD, PowerMargin, PowerEntropy).
+A new family of strategies is one module here that registers its entries, and one
+import line below.
 """
 
-from archdal.strategies import classic
+from archdal.strategies import classic, stochastic
 from archdal.strategies.base import REGISTRY, Strategy, get_strategy
 
-__all__ = ["REGISTRY", "Strategy", "classic", "get_strategy"]
+__all__ = ["REGISTRY", "Strategy", "classic", "get_strategy", "stochastic"]
