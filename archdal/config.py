@@ -368,6 +368,11 @@ class RunConfig:
     power_beta: float = option(1.0, "powerbald, powermargin, powerentropy: picks sampled ∝ "
                                "score^β without replacement (large β: top scores)",
                                POSITIVE)  # fmt: skip
+    batchbald_configs: int = option(1000, "batchbald: label configurations M of the joint "
+                                    "entropy; exact while classes^(n-1) <= M, sampled beyond",
+                                    at_least(1))  # fmt: skip
+    batchbald_candidates: int = option(5000, "batchbald: score only the pool's top BALD points "
+                                       "(0: the whole pool)", NON_NEGATIVE)  # fmt: skip
     # Text only: tokens per example (pairs together), the model's weights (a local directory
     # instead of the arch's hub id: other weights, other results), AdamW's linear warmup as a
     # share of a round's steps, and the share of a single-split dataset held out as its test set.
@@ -455,8 +460,11 @@ class RunConfig:
                                       f"{self.arch!r}")  # fmt: skip
             return
         check_encoder(self.encoder, self.modality, self.dataset)
-        # "mc" is archdal.pool.MC, the need of strategies that sample dropout (torch-free here)
-        if self.head == "linear" and "mc" in registry.STRATEGIES.get(self.strategy).needs:
+        # archdal.pool.MC and MC_JOINT, the needs of strategies that sample dropout (torch-free)
+        if (
+            self.head == "linear"
+            and {"mc", "mc_joint"} & registry.STRATEGIES.get(self.strategy).needs
+        ):
             raise ConfigError(f"strategy {self.strategy!r} samples dropout, which the linear head "
                               "has none of; use --head mlp")  # fmt: skip
         if self.pretrain != "none" or self.augment:

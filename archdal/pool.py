@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from archdal.models import ALModel, in_pass_order, restore_order
 
 PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
-NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC)
+MC_JOINT = "mc_joint"  # per-sample probabilities under dropout masks shared by all rows
+NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC, MC_JOINT)
 
 
 @dataclass(frozen=True)
 class PoolView:
     """The model's view of the unlabelled pool (rows in pool order); fields not asked for
-    are None. `mc_*` are running statistics over T dropout samples, never T×N×C."""
+    are None. `mc_mean_*` are running statistics over T dropout samples; only `mc_joint`
+    (BatchBALD) keeps the N×T×C samples themselves (float32: 4·N·T·C bytes, 40 MB for
+    100k points, T = 10, 10 classes)."""
 
     size: int
     probs: torch.Tensor | None = None  # N×C softmax, dropout off
@@ -23,6 +29,7 @@ class PoolView:
     labeled_embeddings: torch.Tensor | None = None  # L×D, for distance to the labelled set
     mc_mean_probs: torch.Tensor | None = None  # N×C mean of T dropout softmaxes
     mc_mean_entropy: torch.Tensor | None = None  # N, mean entropy of the T softmaxes
+    mc_joint: torch.Tensor | None = None  # N×T×C softmaxes, sample t one model for all rows
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -39,6 +46,54 @@ def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch
     return restore_order(torch.cat(parts), order)
 
 
+class SharedDropout:
+    """Dropout whose mask for sample t is one per position of a row, the same for every
+    row of every batch: sample t is then one model (one weight draw) over the whole pool,
+    as a joint distribution over several points' labels needs (BatchBALD's consistent MC
+    dropout).
+
+    Inside `apply(model)` the model is in eval mode and every `nn.Dropout` module
+    multiplies its input by the current sample's mask (drawn from torch's global CPU RNG
+    when first needed, so device-independent). A later batch with longer rows (text
+    batched by length) grows the mask, keeping its prefix, so a row's outputs do not
+    depend on its batch. Dropout fused into attention kernels, which no module applies,
+    stays off in this pass.
+    """
+
+    def __init__(self) -> None:
+        self.sample = 0
+        self.masks: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _mask(self, module: nn.Dropout, shape: torch.Size) -> torch.Tensor:
+        key = (id(module), self.sample)
+        mask = self.masks.get(key)
+        if mask is None or any(m < s for m, s in zip(mask.shape, shape, strict=True)):
+            size = shape if mask is None else torch.Size(map(max, mask.shape, shape))
+            grown = (torch.rand(size) >= module.p).float() / (1 - module.p)
+            if mask is not None:
+                grown[tuple(slice(0, m) for m in mask.shape)] = mask
+            self.masks[key] = mask = grown
+        return mask[tuple(slice(0, s) for s in shape)]
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor):
+        x = inputs[0]
+        return x * self._mask(module, x.shape[1:]).to(device=x.device, dtype=x.dtype)
+
+    @contextlib.contextmanager
+    def apply(self, model: nn.Module) -> Iterator[SharedDropout]:
+        model.eval()
+        handles = [
+            m.register_forward_hook(self._hook)
+            for m in model.modules()
+            if isinstance(m, nn.Dropout) and m.p > 0
+        ]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
 @torch.no_grad()
 def compute_view(
     model: ALModel,
@@ -52,14 +107,17 @@ def compute_view(
 
     MC dropout reuses the trunk's features and samples only the neck, where all of the
     model's dropout lives (for a transformer, the whole network); dropout masks come from
-    torch's global RNG, which the loop seeds from the trajectory's generator.
+    torch's global RNG, which the loop seeds from the trajectory's generator. `mc_joint`
+    samples with `SharedDropout` masks instead (one per sample for the whole pool); when
+    it is asked for, the `mc` statistics are taken from those same samples.
     """
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"unknown pool-view needs {sorted(unknown)}; allowed: {NEEDS}")
-    probs, embeddings, mc_probs, mc_entropy = [], [], [], []
+    probs, embeddings, mc_probs, mc_entropy, joint = [], [], [], [], []
+    shared = SharedDropout() if MC_JOINT in needs else None
     pool, order = in_pass_order(model, pool_images)
-    if needs & {PROBS, EMBEDDINGS, MC}:
+    if needs & {PROBS, EMBEDDINGS, MC, MC_JOINT}:
         for start in range(0, len(pool), batch_size):
             model.eval()
             trunk = model.trunk(pool[start : start + batch_size])
@@ -68,13 +126,15 @@ def compute_view(
                 probs.append(model.classifier(embedding).softmax(dim=1))
             if EMBEDDINGS in needs:
                 embeddings.append(embedding)
-            if MC in needs:
-                model.sample_dropout()
-                samples = torch.stack(
-                    [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(mc_samples)]
-                )  # T×batch×C: bounded by the batch, never T×N×C
-                mc_probs.append(samples.mean(dim=0))
-                mc_entropy.append(entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0))
+            if needs & {MC, MC_JOINT}:
+                samples = _dropout_samples(model, trunk, mc_samples, shared)  # T×batch×C
+                if MC_JOINT in needs:
+                    joint.append(samples.transpose(0, 1).contiguous())
+                if MC in needs:  # statistics only: bounded by the batch, never T×N×C
+                    mc_probs.append(samples.mean(dim=0))
+                    mc_entropy.append(
+                        entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0)
+                    )
         model.eval()
     labeled = None
     if LABELED_EMBEDDINGS in needs:
@@ -92,4 +152,23 @@ def compute_view(
         labeled_embeddings=labeled,
         mc_mean_probs=joined(mc_probs),
         mc_mean_entropy=joined(mc_entropy),
+        mc_joint=joined(joint),
     )
+
+
+def _dropout_samples(
+    model: ALModel, trunk: torch.Tensor, samples: int, shared: SharedDropout | None
+) -> torch.Tensor:
+    """T dropout softmaxes of a batch (T×batch×C): the model's own MC dropout, or, with
+    `shared`, the masks shared by all rows."""
+    if shared is None:
+        model.sample_dropout()
+        return torch.stack(
+            [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(samples)]
+        )
+    out = []
+    with shared.apply(model):
+        for t in range(samples):
+            shared.sample = t
+            out.append(model.classifier(model.neck(trunk)).softmax(dim=1))
+    return torch.stack(out)

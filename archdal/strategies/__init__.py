@@ -15,12 +15,13 @@ To add a strategy:
 3. `archdal run --strategy name` and a sweep's `--strategies name` now accept it.
 
 Modules: `base` (the `Strategy` record, the registry, the exact lazy greedy engine),
-`classic` (the paper's seven), `stochastic` (PowerBALD, PowerMargin, PowerEntropy).
+`classic` (the paper's seven), `stochastic` (PowerBALD, PowerMargin, PowerEntropy),
+`batchbald` (BatchBALD).
 A new family of strategies is one module here that registers its entries, and one
 import line below.
 """
 
-from archdal.strategies import classic, stochastic
+from archdal.strategies import batchbald, classic, stochastic
 from archdal.strategies.base import REGISTRY, Strategy, get_strategy
 
-__all__ = ["REGISTRY", "Strategy", "classic", "get_strategy", "stochastic"]
+__all__ = ["REGISTRY", "Strategy", "batchbald", "classic", "get_strategy", "stochastic"]
