@@ -373,6 +373,12 @@ class RunConfig:
                                     at_least(1))  # fmt: skip
     batchbald_candidates: int = option(5000, "batchbald: score only the pool's top BALD points "
                                        "(0: the whole pool)", NON_NEGATIVE)  # fmt: skip
+    bait_lambda: float = option(1.0, "bait: λ, the ridge added to the labelled Fisher", POSITIVE)
+    bait_dim: int = option(2048, "bait: cap on classes × embedding dim, the Fisher's side; "
+                           "beyond it embeddings are projected to their top cap/classes "
+                           "principal directions", at_least(1))  # fmt: skip
+    bait_classes: int = option(10, "bait: each point's Fisher from its k most probable classes "
+                               "(exact when k >= classes)", at_least(1))  # fmt: skip
     # Text only: tokens per example (pairs together), the model's weights (a local directory
     # instead of the arch's hub id: other weights, other results), AdamW's linear warmup as a
     # share of a round's steps, and the share of a single-split dataset held out as its test set.

@@ -23,7 +23,7 @@ from archdal.errors import ConfigError, DataError, WriteError
 from archdal.families import load_data, model_adapter
 from archdal.io import FolderLock, atomic_write
 from archdal.models import ALModel
-from archdal.pool import LABELED_EMBEDDINGS, compute_view
+from archdal.pool import LABELED_EMBEDDINGS, LABELED_PROBS, compute_view
 from archdal.pretrain import pretrain_backbone
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
 from archdal.strategies import get_strategy
@@ -144,7 +144,7 @@ class Trajectory:
             with global_torch_seed(mc_seed):
                 view = compute_view(
                     model, d.train_x[unlabeled.to(self.device)], needs, batch, c.mc_samples,
-                    labeled_x if LABELED_EMBEDDINGS in needs else None,
+                    labeled_x if needs & {LABELED_EMBEDDINGS, LABELED_PROBS} else None,
                 )  # fmt: skip
             picks = self.strategy.pick(view, c.acq_size, self.rng, c).cpu()
             acquired = unlabeled[picks]

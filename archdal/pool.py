@@ -13,7 +13,8 @@ from archdal.models import ALModel, in_pass_order, restore_order
 
 PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
 MC_JOINT = "mc_joint"  # per-sample probabilities under dropout masks shared by all rows
-NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC, MC_JOINT)
+LABELED_PROBS = "labeled_probs"
+NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, LABELED_PROBS, MC, MC_JOINT)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class PoolView:
     probs: torch.Tensor | None = None  # N×C softmax, dropout off
     embeddings: torch.Tensor | None = None  # N×D penultimate features
     labeled_embeddings: torch.Tensor | None = None  # L×D, for distance to the labelled set
+    labeled_probs: torch.Tensor | None = None  # L×C softmax of the labelled set (BAIT)
     mc_mean_probs: torch.Tensor | None = None  # N×C mean of T dropout softmaxes
     mc_mean_entropy: torch.Tensor | None = None  # N, mean entropy of the T softmaxes
     mc_joint: torch.Tensor | None = None  # N×T×C softmaxes, sample t one model for all rows
@@ -136,11 +138,15 @@ def compute_view(
                         entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0)
                     )
         model.eval()
-    labeled = None
-    if LABELED_EMBEDDINGS in needs:
+    labeled = labeled_probs = None
+    if needs & {LABELED_EMBEDDINGS, LABELED_PROBS}:
         if labeled_images is None:
-            raise ValueError("labeled_embeddings requested without labeled_images")
+            raise ValueError("labelled-set fields requested without labeled_images")
         labeled = embed_inputs(model, labeled_images, batch_size)
+        if LABELED_PROBS in needs:
+            labeled_probs = model.classifier(labeled).softmax(dim=1)
+        if LABELED_EMBEDDINGS not in needs:
+            labeled = None
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
         return restore_order(torch.cat(parts), order) if parts else None
@@ -150,6 +156,7 @@ def compute_view(
         probs=joined(probs),
         embeddings=joined(embeddings),
         labeled_embeddings=labeled,
+        labeled_probs=labeled_probs,
         mc_mean_probs=joined(mc_probs),
         mc_mean_entropy=joined(mc_entropy),
         mc_joint=joined(joint),

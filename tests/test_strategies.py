@@ -248,6 +248,7 @@ def test_every_strategy_selects_n_distinct_and_is_deterministic():
         mc_mean_probs=torch.randn(200, 5, generator=g).softmax(1),
         mc_mean_entropy=torch.rand(200, generator=g),
         mc_joint=torch.randn(200, 4, 5, generator=g).softmax(2),
+        labeled_probs=torch.randn(10, 5, generator=g).softmax(1),
     )
     for name, strategy in S.REGISTRY.items():
         a = strategy.select(view, 30, torch.Generator().manual_seed(1))

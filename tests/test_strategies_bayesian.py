@@ -14,6 +14,7 @@ from archdal import Runtime, run
 from archdal.frozen import FrozenHead
 from archdal.pool import MC, MC_JOINT, PROBS, PoolView, SharedDropout, compute_view
 from archdal.strategies import REGISTRY
+from archdal.strategies import bait as T
 from archdal.strategies import batchbald as B
 from archdal.strategies import classic as S
 from archdal.strategies import stochastic as P
@@ -202,10 +203,104 @@ def test_shared_dropout_grows_masks_keeping_their_prefix():
     assert set(longer.unique().tolist()) <= {0.0, 2.0}
 
 
+# --- BAIT ------------------------------------------------------------------------------
+
+
+def _dense_fisher(p, h):
+    """I(x) = Σ_y p_y g_y g_yᵀ with g_y = (e_y − p) ⊗ h, the log-likelihood's gradient."""
+    out = torch.zeros(p.numel() * h.numel(), p.numel() * h.numel(), dtype=torch.float64)
+    for y in range(len(p)):
+        g = torch.kron(torch.eye(len(p), dtype=torch.float64)[y] - p, h)
+        out += p[y] * torch.outer(g, g)
+    return out
+
+
+def _dense_bait(probs, h, lprobs, lh, n, lam, top=None):
+    """Forward 2n / backward n greedy on tr(M_S⁻¹ F) with dense Fishers and inverses."""
+    if top is not None:  # keep the top classes' terms only
+
+        def fisher(p, x):
+            out = 0
+            for y in p.topk(top).indices.tolist():
+                g = torch.kron(torch.eye(len(p), dtype=torch.float64)[y] - p, x)
+                out = out + p[y] * torch.outer(g, g)
+            return out
+    else:
+        fisher = _dense_fisher
+    each = [fisher(p, x) for p, x in zip(probs, h, strict=True)]
+    pool_f = sum(each) / len(h)
+    w = 1 / (len(lh) + n)
+    base = lam * torch.eye(len(pool_f), dtype=torch.float64)
+    base = base + w * sum(fisher(p, x) for p, x in zip(lprobs, lh, strict=True))
+
+    def objective(chosen):
+        m = base + w * sum((each[i] for i in chosen), torch.zeros_like(base))
+        return float(torch.trace(torch.linalg.solve(m, pool_f)))
+
+    chosen = []
+    for _ in range(2 * n):
+        rest = [i for i in range(len(h)) if i not in chosen]
+        chosen.append(min(rest, key=lambda i: objective([*chosen, i])))
+    for _ in range(n):
+        drop = min(chosen, key=lambda i: objective([j for j in chosen if j != i]))
+        chosen.remove(drop)
+    return chosen, objective(chosen)
+
+
+def _bait_inputs(n=24, classes=3, dim=4, labeled=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    probs = (1.5 * torch.randn(n + labeled, classes, generator=g, dtype=torch.float64)).softmax(1)
+    h = torch.randn(n + labeled, dim, generator=g, dtype=torch.float64)
+    return probs[:n], h[:n], probs[n:], h[n:]
+
+
+@pytest.mark.parametrize("lam,labeled", [(1.0, 5), (0.1, 0)])
+def test_bait_equals_dense_greedy_trace_minimisation(lam, labeled):
+    probs, h, lprobs, lh = _bait_inputs(labeled=labeled, seed=int(lam * 10))
+    want, _ = _dense_bait(probs, h, lprobs, lh, 4, lam)
+    got = T.bait(probs, h, lprobs, lh, 4, lam, classes=10)
+    assert sorted(got.tolist()) == sorted(want)
+
+
+def test_bait_top_classes_equals_dense_top_class_fisher():
+    probs, h, lprobs, lh = _bait_inputs(classes=5, dim=2, seed=3)
+    want, _ = _dense_bait(probs, h, lprobs, lh, 3, 1.0, top=2)
+    got = T.bait(probs, h, lprobs, lh, 3, 1.0, classes=2)
+    assert sorted(got.tolist()) == sorted(want)
+
+
+def test_bait_factors_and_blocks_equal_the_dense_fisher():
+    probs, h, _, _ = _bait_inputs(n=7, classes=3, dim=4, seed=4)
+    dense = sum(_dense_fisher(p, x) for p, x in zip(probs, h, strict=True))
+    factors = T.fisher_factors(probs, 3)
+    torch.testing.assert_close(T.summed_fisher(factors, h), dense)
+    g = torch.randn(12, 12, dtype=torch.float64)
+    g = g @ g.T
+    v = [torch.kron(a, x[:, None]) for a, x in zip(factors, h, strict=True)]  # P×k each
+    want = torch.stack([vx.T @ g @ vx for vx in v])
+    torch.testing.assert_close(T.quadratic_forms(g, factors, h), want)
+
+
+def test_bait_view_projects_only_beyond_the_cap_and_avoids_duplicates():
+    probs, h, lprobs, lh = _bait_inputs(n=20, classes=3, dim=6, seed=5)
+    probs = torch.cat([probs[:1].expand(6, -1), probs])  # six copies of point 0
+    h = torch.cat([h[:1].expand(6, -1), h])
+    view = PoolView(len(h), probs=probs.float(), embeddings=h.float(),
+                    labeled_embeddings=lh.float(), labeled_probs=lprobs.float())  # fmt: skip
+    exact = T.select_bait(view, 4, None, bait_dim=18).tolist()  # 3 × 6 = 18: no projection
+    assert sorted(exact) == sorted(T.bait(probs, h, lprobs, lh, 4).tolist())
+    assert len(set(exact)) == 4
+    projected = T.select_bait(view, 4, None, bait_dim=9).tolist()  # d = 3
+    basis = T.principal_projection([h, lh], 3)
+    want = T.bait(probs, h @ basis, lprobs, lh @ basis, 4).tolist()
+    assert sorted(projected) == sorted(want) and len(set(projected)) == 4
+    assert T.select_bait(view, 4, None).tolist() == T.select_bait(view, 4, None).tolist()
+
+
 # --- end to end -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("strategy", ["powerbald", "batchbald"])
+@pytest.mark.parametrize("strategy", ["powerbald", "batchbald", "bait"])
 def test_run_end_to_end(strategy, tmp_path, tiny_data):
     config = tiny_config(strategy=strategy, rounds=1, max_epochs=1, patience=1, pool_size=100)
     records = run(config, tmp_path / strategy, Runtime(device="cpu"), progress=None, data=tiny_data)

@@ -16,12 +16,12 @@ To add a strategy:
 
 Modules: `base` (the `Strategy` record, the registry, the exact lazy greedy engine),
 `classic` (the paper's seven), `stochastic` (PowerBALD, PowerMargin, PowerEntropy),
-`batchbald` (BatchBALD).
+`batchbald` (BatchBALD), `bait` (BAIT).
 A new family of strategies is one module here that registers its entries, and one
 import line below.
 """
 
-from archdal.strategies import batchbald, classic, stochastic
+from archdal.strategies import bait, batchbald, classic, stochastic
 from archdal.strategies.base import REGISTRY, Strategy, get_strategy
 
-__all__ = ["REGISTRY", "Strategy", "batchbald", "classic", "get_strategy", "stochastic"]
+__all__ = ["REGISTRY", "Strategy", "bait", "batchbald", "classic", "get_strategy", "stochastic"]
