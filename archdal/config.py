@@ -374,7 +374,21 @@ class RunConfig:
     augment: bool = option(False, "random crop + horizontal flip (images)")
     dropout: float = option(0.5, "CNNs: dropout before the classifier; transformers: hidden and "
                             "head dropout", RATE, text=0.1)  # fmt: skip
-    mc_samples: int = option(10, "dropout passes of BALD", at_least(2))
+    mc_samples: int = option(10, "dropout passes of BALD, PowerBALD and BatchBALD", at_least(2))
+    power_beta: float = option(1.0, "powerbald, powermargin, powerentropy: picks sampled ∝ "
+                               "score^β without replacement (large β: top scores)",
+                               POSITIVE)  # fmt: skip
+    batchbald_configs: int = option(1000, "batchbald: label configurations M of the joint "
+                                    "entropy; exact while classes^(n-1) <= M, sampled beyond",
+                                    at_least(1))  # fmt: skip
+    batchbald_candidates: int = option(5000, "batchbald: score only the pool's top BALD points "
+                                       "(0: the whole pool)", NON_NEGATIVE)  # fmt: skip
+    bait_lambda: float = option(1.0, "bait: λ, the ridge added to the labelled Fisher", POSITIVE)
+    bait_dim: int = option(2048, "bait: cap on classes × embedding dim, the Fisher's side; "
+                           "beyond it embeddings are projected to their top cap/classes "
+                           "principal directions", at_least(1))  # fmt: skip
+    bait_classes: int = option(10, "bait: each point's Fisher from its k most probable classes "
+                               "(exact when k >= classes)", at_least(1))  # fmt: skip
     # Text only: tokens per example (pairs together), the model's weights (a local directory
     # instead of the arch's hub id: other weights, other results), AdamW's linear warmup as a
     # share of a round's steps, and the share of a single-split dataset held out as its test set.
@@ -489,8 +503,11 @@ class RunConfig:
                                       f"{self.arch!r}")  # fmt: skip
             return
         check_encoder(self.encoder, self.modality, self.dataset)
-        # "mc" is archdal.pool.MC, the need of strategies that sample dropout (torch-free here)
-        if self.head == "linear" and "mc" in registry.STRATEGIES.get(self.strategy).needs:
+        # archdal.pool.MC and MC_JOINT, the needs of strategies that sample dropout (torch-free)
+        if (
+            self.head == "linear"
+            and {"mc", "mc_joint"} & registry.STRATEGIES.get(self.strategy).needs
+        ):
             raise ConfigError(f"strategy {self.strategy!r} samples dropout, which the linear head "
                               "has none of; use --head mlp")  # fmt: skip
         if self.pretrain != "none" or self.augment:

@@ -23,7 +23,7 @@ from archdal.errors import ConfigError, DataError, WriteError
 from archdal.families import load_data, model_adapter
 from archdal.io import FolderLock, atomic_write
 from archdal.models import ALModel
-from archdal.pool import LABELED_EMBEDDINGS, REPRESENTATION, compute_view
+from archdal.pool import LABELED_EMBEDDINGS, LABELED_PROBS, REPRESENTATION, compute_view
 from archdal.pretrain import pretrain_backbone
 from archdal.representations import acquisition_representation
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
@@ -31,6 +31,7 @@ from archdal.strategies import get_strategy
 from archdal.textdata import TextData
 from archdal.train import accuracy, resolve_device, train_model
 
+LABELED_NEEDS = {LABELED_EMBEDDINGS, LABELED_PROBS, REPRESENTATION}  # read the labelled inputs
 TIMING_FIELDS = ("train_seconds", "select_seconds", "pretrain_seconds", "archopt_seconds")
 CONFIG_FILE, ROUNDS_FILE, CHECKPOINT_FILE = "config.json", "rounds.jsonl", "checkpoint.pt"
 
@@ -156,10 +157,10 @@ class Trajectory:
             with global_torch_seed(mc_seed):
                 view = compute_view(
                     model, d.train_x[unlabeled.to(self.device)], needs, batch, c.mc_samples,
-                    labeled_x if needs & {LABELED_EMBEDDINGS, REPRESENTATION} else None,
+                    labeled_x if needs & LABELED_NEEDS else None,
                     fixed, d.num_classes, c.probcover_delta,
                 )  # fmt: skip
-            picks = self.strategy.select(view, c.acq_size, self.rng).cpu()
+            picks = self.strategy.pick(view, c.acq_size, self.rng, c).cpu()
             acquired = unlabeled[picks]
             self.labeled = torch.cat([self.labeled, acquired])
         record["select_seconds"] = time.perf_counter() - start

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from archdal.models import ALModel, in_pass_order, restore_order
 
@@ -14,20 +17,26 @@ PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embe
 # `acq_representation`), and DropQuery's count of feature-dropout passes that change the
 # prediction.
 REPRESENTATION, DROPOUT_FLIPS = "representation", "dropout_flips"
-NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC, REPRESENTATION, DROPOUT_FLIPS)
 # DropQuery's feature dropout (Gupte et al. 2024): rate 0.75, M = 3 passes.
 FEATURE_DROPOUT, FEATURE_DROPOUT_PASSES = 0.75, 3
+MC_JOINT = "mc_joint"  # per-sample probabilities under dropout masks shared by all rows
+LABELED_PROBS = "labeled_probs"
+NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, LABELED_PROBS, MC, MC_JOINT, REPRESENTATION,
+         DROPOUT_FLIPS)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class PoolView:
     """The model's view of the unlabelled pool (rows in pool order); fields not asked for
-    are None. `mc_*` are running statistics over T dropout samples, never T×N×C."""
+    are None. `mc_mean_*` are running statistics over T dropout samples; only `mc_joint`
+    (BatchBALD) keeps the N×T×C samples themselves (float32: 4·N·T·C bytes, 40 MB for
+    100k points, T = 10, 10 classes)."""
 
     size: int
     probs: torch.Tensor | None = None  # N×C softmax, dropout off
     embeddings: torch.Tensor | None = None  # N×D penultimate features
     labeled_embeddings: torch.Tensor | None = None  # L×D, for distance to the labelled set
+    labeled_probs: torch.Tensor | None = None  # L×C softmax of the labelled set (BAIT)
     mc_mean_probs: torch.Tensor | None = None  # N×C mean of T dropout softmaxes
     mc_mean_entropy: torch.Tensor | None = None  # N, mean entropy of the T softmaxes
     representation: torch.Tensor | None = None  # N×D acquisition representation
@@ -35,6 +44,7 @@ class PoolView:
     dropout_flips: torch.Tensor | None = None  # N, passes of M whose argmax differs
     num_classes: int | None = None  # classes of the task (ProbCover's pseudo-label count)
     coverage_radius: float | None = None  # ProbCover's δ; None: from purity
+    mc_joint: torch.Tensor | None = None  # N×T×C softmaxes, sample t one model for all rows
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -49,6 +59,54 @@ def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch
     x, order = in_pass_order(model, inputs)
     parts = [model.neck(model.trunk(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
     return restore_order(torch.cat(parts), order)
+
+
+class SharedDropout:
+    """Dropout whose mask for sample t is one per position of a row, the same for every
+    row of every batch: sample t is then one model (one weight draw) over the whole pool,
+    as a joint distribution over several points' labels needs (BatchBALD's consistent MC
+    dropout).
+
+    Inside `apply(model)` the model is in eval mode and every `nn.Dropout` module
+    multiplies its input by the current sample's mask (drawn from torch's global CPU RNG
+    when first needed, so device-independent). A later batch with longer rows (text
+    batched by length) grows the mask, keeping its prefix, so a row's outputs do not
+    depend on its batch. Dropout fused into attention kernels, which no module applies,
+    stays off in this pass.
+    """
+
+    def __init__(self) -> None:
+        self.sample = 0
+        self.masks: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _mask(self, module: nn.Dropout, shape: torch.Size) -> torch.Tensor:
+        key = (id(module), self.sample)
+        mask = self.masks.get(key)
+        if mask is None or any(m < s for m, s in zip(mask.shape, shape, strict=True)):
+            size = shape if mask is None else torch.Size(map(max, mask.shape, shape))
+            grown = (torch.rand(size) >= module.p).float() / (1 - module.p)
+            if mask is not None:
+                grown[tuple(slice(0, m) for m in mask.shape)] = mask
+            self.masks[key] = mask = grown
+        return mask[tuple(slice(0, s) for s in shape)]
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor):
+        x = inputs[0]
+        return x * self._mask(module, x.shape[1:]).to(device=x.device, dtype=x.dtype)
+
+    @contextlib.contextmanager
+    def apply(self, model: nn.Module) -> Iterator[SharedDropout]:
+        model.eval()
+        handles = [
+            m.register_forward_hook(self._hook)
+            for m in model.modules()
+            if isinstance(m, nn.Dropout) and m.p > 0
+        ]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 @torch.no_grad()
@@ -67,7 +125,9 @@ def compute_view(
 
     MC dropout reuses the trunk's features and samples only the neck, where all of the
     model's dropout lives (for a transformer, the whole network); dropout masks come from
-    torch's global RNG, which the loop seeds from the trajectory's generator. DropQuery's
+    torch's global RNG, which the loop seeds from the trajectory's generator. `mc_joint`
+    samples with `SharedDropout` masks instead (one per sample for the whole pool); when
+    it is asked for, the `mc` statistics are taken from those same samples. DropQuery's
     feature dropout drops the penultimate embedding (dropout off elsewhere) M times.
 
     `representation` is the (pool, labelled) rows of a fixed acquisition representation;
@@ -79,9 +139,10 @@ def compute_view(
     model_representation = REPRESENTATION in needs and representation is None
     if model_representation:
         needs = needs | {EMBEDDINGS, LABELED_EMBEDDINGS}
-    probs, embeddings, mc_probs, mc_entropy, flips = [], [], [], [], []
+    probs, embeddings, mc_probs, mc_entropy, joint, flips = [], [], [], [], [], []
+    shared = SharedDropout() if MC_JOINT in needs else None
     pool, order = in_pass_order(model, pool_images)
-    if needs & {PROBS, EMBEDDINGS, MC, DROPOUT_FLIPS}:
+    if needs & {PROBS, EMBEDDINGS, MC, MC_JOINT, DROPOUT_FLIPS}:
         for start in range(0, len(pool), batch_size):
             model.eval()
             trunk = model.trunk(pool[start : start + batch_size])
@@ -90,21 +151,27 @@ def compute_view(
                 probs.append(model.classifier(embedding).softmax(dim=1))
             if EMBEDDINGS in needs:
                 embeddings.append(embedding)
-            if MC in needs:
-                model.sample_dropout()
-                samples = torch.stack(
-                    [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(mc_samples)]
-                )  # T×batch×C: bounded by the batch, never T×N×C
-                mc_probs.append(samples.mean(dim=0))
-                mc_entropy.append(entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0))
+            if needs & {MC, MC_JOINT}:
+                samples = _dropout_samples(model, trunk, mc_samples, shared)  # T×batch×C
+                if MC_JOINT in needs:
+                    joint.append(samples.transpose(0, 1).contiguous())
+                if MC in needs:  # statistics only: bounded by the batch, never T×N×C
+                    mc_probs.append(samples.mean(dim=0))
+                    mc_entropy.append(
+                        entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0)
+                    )
             if DROPOUT_FLIPS in needs:
                 flips.append(dropout_flips(model, embedding))
         model.eval()
-    labeled = None
-    if LABELED_EMBEDDINGS in needs:
+    labeled = labeled_probs = None
+    if needs & {LABELED_EMBEDDINGS, LABELED_PROBS}:
         if labeled_images is None:
-            raise ValueError("labeled_embeddings requested without labeled_images")
+            raise ValueError("labelled-set fields requested without labeled_images")
         labeled = embed_inputs(model, labeled_images, batch_size)
+        if LABELED_PROBS in needs:
+            labeled_probs = model.classifier(labeled).softmax(dim=1)
+        if LABELED_EMBEDDINGS not in needs:
+            labeled = None
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
         return restore_order(torch.cat(parts), order) if parts else None
@@ -117,6 +184,7 @@ def compute_view(
         probs=joined(probs),
         embeddings=embeddings_view,
         labeled_embeddings=labeled,
+        labeled_probs=labeled_probs,
         mc_mean_probs=joined(mc_probs),
         mc_mean_entropy=joined(mc_entropy),
         representation=representation[0] if REPRESENTATION in needs else None,
@@ -124,6 +192,7 @@ def compute_view(
         dropout_flips=joined(flips),
         num_classes=num_classes,
         coverage_radius=coverage_radius,
+        mc_joint=joined(joint),
     )
 
 
@@ -135,3 +204,21 @@ def dropout_flips(model: ALModel, embedding: torch.Tensor) -> torch.Tensor:
         dropped = F.dropout(embedding, FEATURE_DROPOUT, training=True)
         count += model.classifier(dropped).argmax(dim=1) != clean
     return count
+
+
+def _dropout_samples(
+    model: ALModel, trunk: torch.Tensor, samples: int, shared: SharedDropout | None
+) -> torch.Tensor:
+    """T dropout softmaxes of a batch (T×batch×C): the model's own MC dropout, or, with
+    `shared`, the masks shared by all rows."""
+    if shared is None:
+        model.sample_dropout()
+        return torch.stack(
+            [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(samples)]
+        )
+    out = []
+    with shared.apply(model):
+        for t in range(samples):
+            shared.sample = t
+            out.append(model.classifier(model.neck(trunk)).softmax(dim=1))
+    return torch.stack(out)

@@ -13,6 +13,10 @@ dropout flips are drawn uniformly from 0..3, so about half the pool are candidat
 Naive baselines run beside archdal's code in the same invocation, for ratios:
   coreset-naive: k-center greedy updating every point's distance at every pick;
   badge-naive:   k-means++ on the materialised N×(classes·dim) gradient embedding.
+Strategies run with `RunConfig`'s default options (BatchBALD: M = 1,000 configurations on
+the top 5,000 BALD points, T = 10 samples; BAIT: projected to 2048 / 10 = 204 dims).
+BAIT and BatchBALD run up to `--heavy-max` (default 30k): raise it to find the largest
+pool that fits in 2 GiB extra.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import time
 
 import torch
 
+from archdal.config import RunConfig
 from archdal.pool import PoolView
 from archdal.strategies import REGISTRY
 from archdal.strategies import classic as S
 
-DIM, CLASSES, LABELED, SELECT = 512, 10, 1000, 1000
+DIM, CLASSES, LABELED, SELECT, SAMPLES = 512, 10, 1000, 1000, 10
+HEAVY = ("bait", "batchbald")
 
 
 def _rss_mib(field: str) -> float:
@@ -41,7 +47,8 @@ def _rss_mib(field: str) -> float:
 def make_view(n: int, device: str) -> PoolView:
     g = torch.Generator().manual_seed(0)
     probs = (2 * torch.randn(n, CLASSES, generator=g)).softmax(1)
-    mc_p = (2 * torch.randn(n, CLASSES, generator=g)).softmax(1)
+    joint = (2 * torch.randn(n, SAMPLES, CLASSES, generator=g)).softmax(2)
+    mc_p = joint.mean(1)
     embeddings = torch.randn(n, DIM, generator=g).to(device)
     labeled = torch.randn(LABELED, DIM, generator=g).to(device)
     return PoolView(
@@ -50,11 +57,13 @@ def make_view(n: int, device: str) -> PoolView:
         embeddings=embeddings,
         labeled_embeddings=labeled,
         mc_mean_probs=mc_p.to(device),
-        mc_mean_entropy=(S.entropy_scores(mc_p) * 0.8).to(device),
+        mc_mean_entropy=S.entropy_scores(joint.flatten(0, 1)).view(n, SAMPLES).mean(1).to(device),
         representation=embeddings,
         labeled_representation=labeled,
         dropout_flips=torch.randint(0, 4, (n,), generator=g).to(device),
         num_classes=CLASSES,
+        labeled_probs=(2 * torch.randn(LABELED, CLASSES, generator=g)).softmax(1).to(device),
+        mc_joint=joint.to(device),
     )
 
 
@@ -91,7 +100,14 @@ NAIVE = {"coreset-naive": naive_coreset, "badge-naive": naive_badge}
 
 
 def _measure(name: str, n: int, device: str, queue: mp.Queue) -> None:
-    select = NAIVE[name] if name in NAIVE else REGISTRY[name].select
+    if name in NAIVE:
+        select = NAIVE[name]
+    else:
+        strategy = REGISTRY[name]
+
+        def select(view, n, rng):
+            return strategy.pick(view, n, rng, RunConfig())
+
     view = make_view(n, device)
     cuda = device.startswith("cuda")
     if cuda:
@@ -132,6 +148,9 @@ def main() -> None:
     parser.add_argument(
         "--naive-max", type=int, default=30_000, help="largest pool for the naive baselines"
     )
+    parser.add_argument(
+        "--heavy-max", type=int, default=30_000, help=f"largest pool for {', '.join(HEAVY)}"
+    )
     parser.add_argument("--strategies", nargs="+", default=[*REGISTRY, *NAIVE])
     args = parser.parse_args()
     names = args.strategies
@@ -143,6 +162,8 @@ def main() -> None:
     for n in args.sizes:
         for name in names:
             if name.endswith("-naive") and n > args.naive_max:
+                continue
+            if name in HEAVY and n > args.heavy_max:
                 continue
             seconds, extra = measure(name, n, args.device)
             timings[name, n] = seconds

@@ -251,6 +251,8 @@ def test_every_strategy_selects_n_distinct_and_is_deterministic():
         labeled_representation=torch.randn(10, 6, generator=g),
         dropout_flips=torch.randint(0, 4, (200,), generator=g),
         num_classes=5,
+        mc_joint=torch.randn(200, 4, 5, generator=g).softmax(2),
+        labeled_probs=torch.randn(10, 5, generator=g).softmax(1),
     )
     for name, strategy in S.REGISTRY.items():
         a = strategy.select(view, 30, torch.Generator().manual_seed(1))

@@ -8,19 +8,22 @@ To add a strategy:
 1. write `select_name(view, n, rng)`, reading only the `PoolView` fields it needs and
    drawing any randomness from `rng`;
 2. register it: `REGISTRY.register(Strategy("name", frozenset({PROBS}), select_name))`,
-   naming those fields (`archdal.pool.NEEDS`) so the round's one pool pass computes them;
-   in a module of this package (imported below), or in your own module named in
-   `$ARCHDAL_PLUGINS`;
+   naming those fields (`archdal.pool.NEEDS`) so the round's one pool pass computes them,
+   and, in `options`, the `RunConfig` fields it takes as keyword arguments (declared
+   once in `archdal.config`); in a module of this package (imported below), or in your
+   own module named in `$ARCHDAL_PLUGINS`;
 3. `archdal run --strategy name` and a sweep's `--strategies name` now accept it.
 
 Modules: `base` (the `Strategy` record, the registry, the exact lazy greedy engine),
 `classic` (the paper's seven), `clustering` (seeded k-means and bounded neighbour helpers),
 `typiclust`, `probcover` and `dropquery` (on the acquisition representation), `initial`
-(the initial pools those choose). A new family of strategies is one module here that
+(the initial pools those choose), `stochastic` (PowerBALD, PowerMargin, PowerEntropy),
+`batchbald` (BatchBALD), `bait` (BAIT). A new family of strategies is one module here that
 registers its entries, and one import line below.
 """
 
-from archdal.strategies import classic, dropquery, probcover, typiclust
+from archdal.strategies import bait, batchbald, classic, dropquery, probcover, stochastic, typiclust
 from archdal.strategies.base import REGISTRY, Strategy, get_strategy
 
-__all__ = ["REGISTRY", "Strategy", "classic", "dropquery", "get_strategy", "probcover", "typiclust"]
+__all__ = ["REGISTRY", "Strategy", "bait", "batchbald", "classic", "dropquery", "get_strategy",
+           "probcover", "stochastic", "typiclust"]  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -25,11 +26,17 @@ CHUNK_ROWS = 4096
 
 @dataclass(frozen=True)
 class Strategy:
-    """A registered strategy: what it needs from the pool pass, and its selection."""
+    """A registered strategy: what it needs from the pool pass, its selection, and the
+    `RunConfig` fields (`options`) its selection takes as keyword arguments."""
 
     name: str
     needs: frozenset[str]
-    select: Callable[[PoolView, int, torch.Generator], torch.Tensor]
+    select: Callable[..., torch.Tensor]
+    options: tuple[str, ...] = ()
+
+    def pick(self, view: PoolView, n: int, rng: torch.Generator, config: Any) -> torch.Tensor:
+        """`select` with this strategy's options read from `config` (a `RunConfig`)."""
+        return self.select(view, n, rng, **{name: getattr(config, name) for name in self.options})
 
 
 REGISTRY = registry.STRATEGIES
