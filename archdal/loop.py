@@ -67,6 +67,7 @@ class Trajectory:
         self.device = resolve_device(self.runtime.device)
         self.adapter = model_adapter(config, data)  # the one object that makes its models
         self.data = data.to(self.device)
+        self.eval_batch = self.runtime.eval_batch(self.device.type)
         self.round = 0
         self.labeled = self.split.initial.clone()
         self.rng = generator(derive_seed(config.seed, "trajectory"))
@@ -84,15 +85,13 @@ class Trajectory:
     def _pretrain(self) -> float:
         start = time.perf_counter()
         self.pretrained = pretrain_backbone(
-            self.new_model, self.data.train_x, self.config, self.runtime.eval_batch_size
+            self.new_model, self.data.train_x, self.config, self.eval_batch
         )
         return time.perf_counter() - start
 
     def pre_optimize(self) -> dict[str, Any]:
         """The config's architecture and weights optimized once (spo/upo), computed here."""
-        return self.adapter.pre_optimize(
-            self.data, self.split, self.device, self.runtime.eval_batch_size
-        )
+        return self.adapter.pre_optimize(self.data, self.split, self.device, self.eval_batch)
 
     def _load_or_pre_optimize(self) -> float:
         """Load the stage-one result the config names, or optimize here; the optimization's
@@ -107,7 +106,7 @@ class Trajectory:
         """Train on the labelled set, evaluate, and (unless last) acquire `acq_size` labels."""
         if self.done:
             raise RuntimeError("trajectory already finished")
-        c, d, batch = self.config, self.data, self.runtime.eval_batch_size
+        c, d, batch = self.config, self.data, self.eval_batch
         record: dict[str, Any] = {"round": self.round, "n_labeled": len(self.labeled)}
         if c.pretrain == "unsupervised" and self.pretrained is None:
             record["pretrain_seconds"] = self._pretrain()

@@ -10,6 +10,7 @@ from archdal.models import ALModel, in_pass_order, restore_order
 
 PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
 NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC)
+MC_BLOCK = 1024  # pool rows per draw of dropout masks (the eval batch they were drawn at)
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,16 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp_min(1e-30).log()).sum(dim=1)
 
 
-@torch.no_grad()
 def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Penultimate embeddings (eval mode, dropout off) of images or token rows, in batches."""
     model.eval()
     x, order = in_pass_order(model, inputs)
-    parts = [model.neck(model.trunk(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+    with torch.inference_mode():
+        parts = [model.neck(model.trunk(x[s : s + batch_size]))
+                 for s in range(0, len(x), batch_size)]  # fmt: skip
     return restore_order(torch.cat(parts), order)
 
 
-@torch.no_grad()
 def compute_view(
     model: ALModel,
     pool_images: torch.Tensor,
@@ -52,7 +53,10 @@ def compute_view(
 
     MC dropout reuses the trunk's features and samples only the neck, where all of the
     model's dropout lives (for a transformer, the whole network); dropout masks come from
-    torch's global RNG, which the loop seeds from the trajectory's generator.
+    torch's global RNG, which the loop seeds from the trajectory's generator, and are drawn
+    per block of `MC_BLOCK` rows, so the picks do not depend on the batch size. Batches run
+    under `inference_mode`; joining them outside it makes ordinary tensors, which
+    strategies may modify in place.
     """
     unknown = set(needs) - set(NEEDS)
     if unknown:
@@ -60,21 +64,26 @@ def compute_view(
     probs, embeddings, mc_probs, mc_entropy = [], [], [], []
     pool, order = in_pass_order(model, pool_images)
     if needs & {PROBS, EMBEDDINGS, MC}:
-        for start in range(0, len(pool), batch_size):
-            model.eval()
-            trunk = model.trunk(pool[start : start + batch_size])
-            embedding = model.neck(trunk)
-            if PROBS in needs:
-                probs.append(model.classifier(embedding).softmax(dim=1))
-            if EMBEDDINGS in needs:
-                embeddings.append(embedding)
-            if MC in needs:
-                model.sample_dropout()
-                samples = torch.stack(
-                    [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(mc_samples)]
-                )  # T×batch×C: bounded by the batch, never T×N×C
-                mc_probs.append(samples.mean(dim=0))
-                mc_entropy.append(entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0))
+        chunk = min(batch_size, MC_BLOCK)
+        with torch.inference_mode():
+            for block in range(0, len(pool), MC_BLOCK):
+                trunks = []
+                for start in range(block, min(block + MC_BLOCK, len(pool)), chunk):
+                    model.eval()
+                    trunks.append(model.trunk(pool[start : start + chunk]))
+                    embedding = model.neck(trunks[-1])
+                    if PROBS in needs:
+                        probs.append(model.classifier(embedding).softmax(dim=1))
+                    if EMBEDDINGS in needs:
+                        embeddings.append(embedding)
+                if MC in needs:
+                    model.sample_dropout()
+                    trunk, t = torch.cat(trunks), mc_samples  # T×block×C: never T×N×C
+                    samples = torch.stack(
+                        [model.classifier(model.neck(trunk)).softmax(dim=1) for _ in range(t)]
+                    )
+                    mc_probs.append(samples.mean(dim=0))
+                    mc_entropy.append(entropy(samples.flatten(0, 1)).view(t, -1).mean(dim=0))
         model.eval()
     labeled = None
     if LABELED_EMBEDDINGS in needs:

@@ -85,13 +85,13 @@ def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int)
     model.eval()
 
 
-@torch.no_grad()
 def predict(model: ALModel, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Predicted class of every example, in eval mode."""
     model.eval()
     x, order = in_pass_order(model, images)
-    predicted = [model(x[s : s + batch_size]).argmax(dim=1) for s in range(0, len(x), batch_size)]
-    return restore_order(torch.cat(predicted), order)
+    with torch.inference_mode():
+        predicted = [model(x[s : s + batch_size]).argmax(1) for s in range(0, len(x), batch_size)]
+    return restore_order(torch.cat(predicted), order)  # outside: an ordinary tensor
 
 
 def accuracy(model: ALModel, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
