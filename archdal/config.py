@@ -34,6 +34,7 @@ PRE_OPTIMIZED = ("spo", "upo")
 PRETRAIN = ("none", "unsupervised")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+BN_STATS = ("pass", "epoch")
 MODALITIES = ("image", "text")
 # How `archdal.data.make_split` draws validation and pool. 1: both from the front of one
 # shuffled order (rare classes short in validation); 2: stratified validation, uniform pool.
@@ -365,6 +366,15 @@ class RunConfig:
     dropout: float = option(0.5, "CNNs: dropout before the classifier; transformers: hidden and "
                             "head dropout", RATE, text=0.1)  # fmt: skip
     mc_samples: int = option(10, "dropout passes of BALD", at_least(2))
+    # Protocol knobs that cut a round's time outside its training steps; off by default.
+    validate_every: int = option(1, "validate (and recalibrate BatchNorm) every k epochs and at "
+                                 "the last; patience still counts epochs", POSITIVE)  # fmt: skip
+    val_subsample: int = option(0, "early stopping reads this many validation examples, one "
+                                "seeded subset for the whole trajectory; val_acc is theirs (0: "
+                                "all)", NON_NEGATIVE)  # fmt: skip
+    bn_stats: str = option("pass", "BatchNorm statistics before evaluation: pass (a pass over the "
+                           "labelled set) or epoch (the average of the epoch's own training "
+                           "batches, no extra pass)", OneOf(BN_STATS))  # fmt: skip
     # Text only: tokens per example (pairs together), the model's weights (a local directory
     # instead of the arch's hub id: other weights, other results), AdamW's linear warmup as a
     # share of a round's steps, and the share of a single-split dataset held out as its test set.

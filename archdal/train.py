@@ -8,6 +8,7 @@ at once.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from archdal.config import RunConfig
 from archdal.errors import ConfigError
 from archdal.models import ALModel, in_pass_order, restore_order
-from archdal.seeding import generator
+from archdal.seeding import derive_seed, generator
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,6 +61,26 @@ def even_batches(n: int, batch_size: int) -> int:
     return max(1, -(-n // batch_size))
 
 
+def norm_layers(model: ALModel) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def epoch_batch_statistics(model: ALModel):
+    """BatchNorm running statistics as the plain average over the batches seen (momentum
+    None); `reset_running_stats` at each epoch's start makes them that epoch's. Momenta are
+    restored on exit."""
+    norms = norm_layers(model)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = None
+    try:
+        yield norms
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int) -> None:
     """Recompute BatchNorm running statistics as the average over the labelled set.
@@ -70,7 +91,7 @@ def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int)
     SGD lr 0.03: 19% test accuracy without this, 69% with it). Statistics of the current
     weights make every validation, test and pool pass see the model that was trained.
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = norm_layers(model)
     if not norms:
         return
     momenta = [m.momentum for m in norms]
@@ -183,35 +204,60 @@ def train_model(
 ) -> TrainResult:
     """Train up to `max_epochs`, stopping once training accuracy reaches `train_acc_stop`
     or validation accuracy has not improved for `patience` epochs; the weights of the
-    best validation epoch are loaded back into `model`."""
+    best validation epoch are loaded back into `model`. Validation runs every
+    `validate_every` epochs and at the last, on `val_subsample` examples when set
+    (`validation_subset`); BatchNorm statistics are set only for the states evaluated."""
     start = time.perf_counter()
     rng = generator(seed)
     steps_per_epoch = even_batches(len(images), config.batch_size)
     schedule = make_optimizer(model, config, config.max_epochs, steps_per_epoch)
+    subset = validation_subset(len(val_images), config.val_subsample, config.seed)
+    if subset is not None:
+        subset = subset.to(val_images.device)
+        val_images, val_labels = val_images[subset], val_labels[subset]
+    from_epoch = config.bn_stats == "epoch"
     best_val, best_train, best_state, since_best = -1.0, 0.0, None, 0
-    epochs = 0
-    while epochs < config.max_epochs:
-        epochs += 1
-        order = torch.randperm(len(images), generator=rng).to(images.device)
-        train_acc = train_epoch(
-            model,
-            schedule,
-            images,
-            labels,
-            order,
-            config.batch_size,
-            rng if config.augment else None,
-        )
-        if schedule.per_epoch is not None:
-            schedule.per_epoch.step()
-        recalibrate_batchnorm(model, images, config.batch_size)
-        val_acc = accuracy(model, val_images, val_labels, eval_batch_size)
-        if val_acc > best_val:
-            best_val, best_train, since_best = val_acc, train_acc, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-        if train_acc >= config.train_acc_stop or since_best >= config.patience:
-            break
+    epochs = since_validation = 0
+    with epoch_batch_statistics(model) if from_epoch else nullcontext() as norms:
+        while epochs < config.max_epochs:
+            epochs += 1
+            since_validation += 1
+            for m in norms or ():
+                m.reset_running_stats()
+            order = torch.randperm(len(images), generator=rng).to(images.device)
+            train_acc = train_epoch(
+                model,
+                schedule,
+                images,
+                labels,
+                order,
+                config.batch_size,
+                rng if config.augment else None,
+            )
+            if schedule.per_epoch is not None:
+                schedule.per_epoch.step()
+            last = train_acc >= config.train_acc_stop or epochs == config.max_epochs
+            if not last and epochs % config.validate_every:
+                continue
+            if not from_epoch:
+                recalibrate_batchnorm(model, images, config.batch_size)
+            val_acc = accuracy(model, val_images, val_labels, eval_batch_size)
+            if val_acc > best_val:
+                best_val, best_train, since_best = val_acc, train_acc, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += since_validation  # patience counts epochs
+            since_validation = 0
+            if last or since_best >= config.patience:
+                break
     model.load_state_dict(best_state)
     return TrainResult(epochs, best_train, best_val, time.perf_counter() - start)
+
+
+def validation_subset(n: int, size: int, seed: int) -> torch.Tensor | None:
+    """`size` of the n validation examples (in their order), drawn from the trajectory's
+    seed alone: the same subset every epoch and every round. None: all of them."""
+    if size == 0 or size >= n:
+        return None
+    picks = torch.randperm(n, generator=generator(derive_seed(seed, "val-subsample")))[:size]
+    return picks.sort().values

@@ -76,3 +76,87 @@ def test_pool_view_does_not_depend_on_the_batch_size():
         views.append(compute_view(model, pool, frozenset(NEEDS), batch, 3, pool[:30]))
     for name in ("probs", "embeddings", "labeled_embeddings", "mc_mean_probs", "mc_mean_entropy"):
         assert torch.equal(getattr(views[0], name), getattr(views[1], name)), name
+
+
+# --- the protocol knobs -------------------------------------------------------------------
+
+
+def knob_run(monkeypatch, val_acc: float | None = None, **overrides):
+    """train_model on a tiny model; counts validation passes (their sizes) and
+    recalibrations; `val_acc` fixes what validation reports."""
+    import archdal.train as train
+    from archdal.models import build_model
+
+    data = tiny_synthetic()
+    config = tiny_config(**(dict(lr=1e-6, max_epochs=20, patience=5) | overrides))
+    passes, recalibrations = [], []
+    real_accuracy, real_recalibrate = train.accuracy, train.recalibrate_batchnorm
+
+    def counted_accuracy(model, images, labels, batch):
+        passes.append(images.clone())
+        return real_accuracy(model, images, labels, batch) if val_acc is None else val_acc
+
+    def counted_recalibrate(*args):
+        recalibrations.append(1)
+        return real_recalibrate(*args)
+
+    monkeypatch.setattr(train, "accuracy", counted_accuracy)
+    monkeypatch.setattr(train, "recalibrate_batchnorm", counted_recalibrate)
+    torch.manual_seed(0)
+    model = build_model("resnet18", 4, 3, 0.125)
+    x, y = data.train_x[:40], data.train_y[:40]
+    result = train.train_model(model, x, y, data.train_x[100:160], data.train_y[100:160],
+                               config, seed=3)  # fmt: skip
+    return result, passes, len(recalibrations), model
+
+
+def test_validate_every_k_epochs_counts_patience_in_epochs(monkeypatch):
+    # validation never improves after its first pass: stop once 5 epochs have gone by
+    result, passes, recalibrations, _ = knob_run(monkeypatch, val_acc=0.5)
+    assert (result.epochs, len(passes), recalibrations) == (6, 6, 6)
+    result, passes, recalibrations, _ = knob_run(monkeypatch, val_acc=0.5, validate_every=3)
+    assert (result.epochs, len(passes), recalibrations) == (9, 3, 3)  # epochs 3, 6, 9
+    result, passes, _, _ = knob_run(monkeypatch, val_acc=0.5, validate_every=3, max_epochs=7,
+                                    patience=50)  # fmt: skip
+    assert (result.epochs, len(passes)) == (7, 3)  # epochs 3, 6 and the last
+
+
+def test_val_subsample_is_one_seeded_subset(monkeypatch):
+    from archdal.train import validation_subset
+
+    a = validation_subset(200, 30, seed=4)
+    assert torch.equal(a, validation_subset(200, 30, seed=4))
+    assert not torch.equal(a, validation_subset(200, 30, seed=5))
+    assert a.tolist() == sorted(set(a.tolist())) and len(a) == 30 and 0 <= a.min() < a.max() < 200
+    assert validation_subset(200, 0, seed=4) is None and validation_subset(20, 30, 4) is None
+    _, passes, _, _ = knob_run(monkeypatch, val_subsample=30, max_epochs=3)
+    rows = tiny_synthetic().train_x[100:160][validation_subset(60, 30, seed=0)]
+    assert len(passes) == 3 and all(torch.equal(p, rows) for p in passes)
+
+
+def test_bn_stats_from_the_epoch_are_the_average_of_its_batches(monkeypatch):
+    """No recalibration pass; the first BatchNorm's running mean is the mean of the batch
+    means it saw in the (single) epoch."""
+    seen = []
+
+    def hook(module, inputs):
+        if module.training:
+            seen.append(inputs[0].mean(dim=(0, 2, 3)).detach().clone())
+
+    import archdal.models as models
+
+    real_build = models.build_model
+
+    def build_with_hook(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        next(
+            m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+        ).register_forward_pre_hook(hook)
+        return model
+
+    monkeypatch.setattr(models, "build_model", build_with_hook)
+    _, passes, recalibrations, model = knob_run(monkeypatch, bn_stats="epoch", max_epochs=1)
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert recalibrations == 0 and len(passes) == 1 and len(seen) == 2  # 40 labels, batch 32
+    torch.testing.assert_close(first.running_mean, torch.stack(seen).mean(0))
+    assert first.momentum == 0.1  # restored
