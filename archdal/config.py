@@ -35,6 +35,7 @@ PRETRAIN = ("none", "unsupervised")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 BN_STATS = ("pass", "epoch")
+PRECISIONS = ("fp32", "bf16")
 MODALITIES = ("image", "text")
 # How `archdal.data.make_split` draws validation and pool. 1: both from the front of one
 # shuffled order (rare classes short in validation); 2: stratified validation, uniform pool.
@@ -375,6 +376,9 @@ class RunConfig:
     bn_stats: str = option("pass", "BatchNorm statistics before evaluation: pass (a pass over the "
                            "labelled set) or epoch (the average of the epoch's own training "
                            "batches, no extra pass)", OneOf(BN_STATS))  # fmt: skip
+    precision: str = option("fp32", "fp32, or bf16: the GPU fast path (bfloat16 autocast, "
+                            "channels_last, fused optimizer); not bit-identical to fp32",
+                            OneOf(PRECISIONS))  # fmt: skip
     # Text only: tokens per example (pairs together), the model's weights (a local directory
     # instead of the arch's hub id: other weights, other results), AdamW's linear warmup as a
     # share of a round's steps, and the share of a single-split dataset held out as its test set.
@@ -542,6 +546,8 @@ class Runtime:
     eval_batch_size: int = option(0, "batch size of evaluation and pool passes (0: the "
                                   "device's, see EVAL_BATCH)", NON_NEGATIVE)  # fmt: skip
     quiet: bool = option(False, "no per-round progress lines")
+    compile: bool = option(False, "torch.compile each model's parts (pays on a GPU from a few "
+                           "hundred epochs; the first epoch compiles)")  # fmt: skip
 
     def validate(self) -> Runtime:
         check_fields(self)

@@ -28,7 +28,7 @@ from archdal.pretrain import pretrain_backbone
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
 from archdal.strategies import get_strategy
 from archdal.textdata import TextData
-from archdal.train import accuracy, resolve_device, train_model
+from archdal.train import accuracy, autocast, fast_path, resolve_device, train_model
 
 TIMING_FIELDS = ("train_seconds", "select_seconds", "pretrain_seconds", "archopt_seconds")
 CONFIG_FILE, ROUNDS_FILE, CHECKPOINT_FILE = "config.json", "rounds.jsonl", "checkpoint.pt"
@@ -121,6 +121,7 @@ class Trajectory:
             model = model.to(self.device)
             if self.pretrained is not None:
                 model.load_state_dict(self.pretrained | model.classifier_state())
+            model = fast_path(model, c.precision, self.runtime.compile)
             result = train_model(
                 model, labeled_x, d.train_y[labeled], d.train_x[val], d.train_y[val],
                 c, derive_seed(init_seed, "batches"), batch,
@@ -128,8 +129,11 @@ class Trajectory:
         architecture = model.architecture_record()
         if architecture:
             record["architecture"] = architecture
+        amp = autocast(c.precision, self.device)
+        with amp:
+            test_acc = accuracy(model, d.test_x, d.test_y, batch)
         record |= {
-            "test_acc": accuracy(model, d.test_x, d.test_y, batch),
+            "test_acc": test_acc,
             "val_acc": result.val_acc,
             "train_acc": result.train_acc,
             "epochs": result.epochs,
@@ -140,7 +144,7 @@ class Trajectory:
         if self.round < c.rounds:
             unlabeled = self.split.pool[~torch.isin(self.split.pool, self.labeled)]
             needs = self.strategy.needs
-            with global_torch_seed(mc_seed):
+            with global_torch_seed(mc_seed), autocast(c.precision, self.device):
                 view = compute_view(
                     model, d.train_x[unlabeled.to(self.device)], needs, batch, c.mc_samples,
                     labeled_x if LABELED_EMBEDDINGS in needs else None,

@@ -38,7 +38,7 @@ def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch
     with torch.inference_mode():
         parts = [model.neck(model.trunk(x[s : s + batch_size]))
                  for s in range(0, len(x), batch_size)]  # fmt: skip
-    return restore_order(torch.cat(parts), order)
+    return restore_order(torch.cat(parts).float(), order)  # bf16 autocast: back to fp32
 
 
 def compute_view(
@@ -92,7 +92,7 @@ def compute_view(
         labeled = embed_inputs(model, labeled_images, batch_size)
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
-        return restore_order(torch.cat(parts), order) if parts else None
+        return restore_order(torch.cat(parts).float(), order) if parts else None  # bf16: fp32
 
     return PoolView(
         size=len(pool_images),

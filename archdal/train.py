@@ -21,6 +21,24 @@ from archdal.models import ALModel, in_pass_order, restore_order
 from archdal.seeding import derive_seed, generator
 
 
+def autocast(precision: str, device: torch.device):
+    """bfloat16 autocast for `precision` bf16 (CPU or CUDA); nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def fast_path(model: ALModel, precision: str, compile: bool) -> ALModel:
+    """The model as the fast path runs it: channels_last under bf16 (tensor cores read
+    NHWC), its parts compiled with `compile`. fp32 without compile: unchanged."""
+    if precision == "bf16":
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        for part in model.children():
+            part.compile()
+    return model
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -155,14 +173,17 @@ def make_optimizer(
         params.append({"params": architecture, "lr": config.arch_options.lr,
                        "weight_decay": 0.0})  # fmt: skip
     decay = config.weight_decay
+    # bf16 path on CUDA: one fused kernel per step (fp32 keeps torch's default, foreach)
+    on_cuda = next(model.parameters()).is_cuda
+    fused = {"fused": True} if config.precision == "bf16" and on_cuda else {}
     if config.optimizer == "adam":
-        return Schedule(torch.optim.Adam(params, lr=lr, weight_decay=decay))
+        return Schedule(torch.optim.Adam(params, lr=lr, weight_decay=decay, **fused))
     if config.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=decay, **fused)
         total = epochs * steps_per_epoch
         factor = linear_warmup_decay(round(config.warmup_fraction * total), total)
         return Schedule(opt, per_step=torch.optim.lr_scheduler.LambdaLR(opt, factor))
-    opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+    opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay, **fused)
     return Schedule(opt, per_epoch=torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs))
 
 
@@ -174,15 +195,18 @@ def train_epoch(
     order: torch.Tensor,
     batch_size: int,
     augment_rng: torch.Generator | None,
+    precision: str = "fp32",
 ) -> float:
-    """One pass in the given order, in near-equal batches; returns the running accuracy."""
+    """One pass in the given order, in near-equal batches; returns the running accuracy.
+    The forward runs under `autocast(precision)`, the backward outside it."""
     model.train()
     correct = torch.zeros((), device=images.device)
     for idx in order.tensor_split(even_batches(len(order), batch_size)):
         x, y = images[idx], labels[idx]
         if augment_rng is not None:
             x = augment_batch(x, augment_rng)
-        loss, logits = model.training_loss(x, y, len(order))
+        with autocast(precision, images.device):
+            loss, logits = model.training_loss(x, y, len(order))
         schedule.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         schedule.optimizer.step()
@@ -233,15 +257,17 @@ def train_model(
                 order,
                 config.batch_size,
                 rng if config.augment else None,
+                config.precision,
             )
             if schedule.per_epoch is not None:
                 schedule.per_epoch.step()
             last = train_acc >= config.train_acc_stop or epochs == config.max_epochs
             if not last and epochs % config.validate_every:
                 continue
-            if not from_epoch:
-                recalibrate_batchnorm(model, images, config.batch_size)
-            val_acc = accuracy(model, val_images, val_labels, eval_batch_size)
+            with autocast(config.precision, images.device):
+                if not from_epoch:
+                    recalibrate_batchnorm(model, images, config.batch_size)
+                val_acc = accuracy(model, val_images, val_labels, eval_batch_size)
             if val_acc > best_val:
                 best_val, best_train, since_best = val_acc, train_acc, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -8,6 +8,7 @@ speedup since must reproduce them on the CPU, to the last digit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -160,3 +161,21 @@ def test_bn_stats_from_the_epoch_are_the_average_of_its_batches(monkeypatch):
     assert recalibrations == 0 and len(passes) == 1 and len(seen) == 2  # 40 labels, batch 32
     torch.testing.assert_close(first.running_mean, torch.stack(seen).mean(0))
     assert first.momentum == 0.1  # restored
+
+
+# --- the bf16 fast path -------------------------------------------------------------------
+
+
+def test_bf16_path_runs_on_the_cpu_and_repeats_itself():
+    """Autocast to bfloat16 and channels_last on the CPU: a valid trajectory, fp32 views for
+    the strategies, and the same records from the same seed."""
+    import archdal.train as train
+
+    config = tiny_config(strategy="badge", precision="bf16", rounds=1, max_epochs=3)
+    data = tiny_synthetic()
+    first, second = records_of(config, data), records_of(config, data)
+    assert first == second
+    assert len(set(first[0]["acquired"])) == config.acq_size
+    assert first != records_of(dataclasses.replace(config, precision="fp32"), data)
+    model = train.fast_path(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), "bf16", False)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
