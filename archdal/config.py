@@ -545,7 +545,7 @@ class Runtime:
     device: str = option("auto", "auto: cuda when available", OneOf(DEVICES))
     eval_batch_size: int = option(0, "batch size of evaluation and pool passes (0: the "
                                   "device's, see EVAL_BATCH)", NON_NEGATIVE)  # fmt: skip
-    quiet: bool = option(False, "no per-round progress lines")
+    quiet: bool = option(False, "no progress: neither the per-round lines nor the epoch bar")
     compile: bool = option(False, "torch.compile each model's parts (pays on a GPU from a few "
                            "hundred epochs; the first epoch compiles)")  # fmt: skip
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from archdal.config import PRE_OPTIMIZED, SPLIT_VERSIONS, RunConfig, Runtime
 from archdal.data import ImageData, Split, make_split
@@ -74,6 +76,7 @@ class Trajectory:
         self.records: list[dict[str, Any]] = []
         self.pretrained: dict[str, torch.Tensor] | None = None
         self.pre_optimized: dict[str, Any] | None = None  # spo / upo architecture and weights
+        self.epoch_progress = False  # a progress bar per round's epochs (stderr)
 
     @property
     def done(self) -> bool:
@@ -122,10 +125,11 @@ class Trajectory:
             if self.pretrained is not None:
                 model.load_state_dict(self.pretrained | model.classifier_state())
             model = fast_path(model, c.precision, self.runtime.compile)
-            result = train_model(
-                model, labeled_x, d.train_y[labeled], d.train_x[val], d.train_y[val],
-                c, derive_seed(init_seed, "batches"), batch,
-            )  # fmt: skip
+            with epoch_bar(self.epoch_progress, self.round, c) as on_epoch:
+                result = train_model(
+                    model, labeled_x, d.train_y[labeled], d.train_x[val], d.train_y[val],
+                    c, derive_seed(init_seed, "batches"), batch, on_epoch,
+                )  # fmt: skip
         architecture = model.architecture_record()
         if architecture:
             record["architecture"] = architecture
@@ -178,6 +182,29 @@ class Trajectory:
         self.records = [dict(r) for r in state["records"]]
         self.pretrained = state["pretrained"]
         self.pre_optimized = state.get("pre_optimized")
+
+
+@contextmanager
+def epoch_bar(shown: bool, round_: int, config: RunConfig):
+    """A tqdm bar over the round's epochs (training and last validation accuracy, time
+    left at `max_epochs`, an upper bound: early stopping ends sooner); None when not shown."""
+    if not shown:
+        yield None
+        return
+    bar = tqdm(total=config.max_epochs, desc=f"round {round_}/{config.rounds}", unit="epoch",
+               leave=False, dynamic_ncols=True, mininterval=0)  # fmt: skip
+    seen = {"val": "-"}
+
+    def update(epoch: int, train_acc: float, val_acc: float | None) -> None:
+        if val_acc is not None:
+            seen["val"] = f"{100 * val_acc:.1f}%"
+        bar.set_postfix_str(f"train {100 * train_acc:.1f}% val {seen['val']}", refresh=False)
+        bar.update(epoch - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def strip_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -278,6 +305,7 @@ def run(
     runtime: Runtime | None = None,
     progress: Callable[[str], None] | None = print,
     data: ImageData | TextData | None = None,
+    epoch_progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Run a trajectory to the end, writing `config.json`, `rounds.jsonl` and a checkpoint
     per round in `out_dir`; an unfinished run of the same config there is continued.
@@ -285,13 +313,15 @@ def run(
     Everything that can be checked (config, existing run, data, budget) is checked before
     the first file is written. The folder is locked for the whole run (`FolderLock`): a
     second process on it fails at once. `rounds.jsonl` is rewritten from the checkpoint
-    whenever the two differ (a file cut short by a crash).
+    whenever the two differ (a file cut short by a crash). `epoch_progress` shows a bar
+    over each round's epochs on stderr (`archdal run` without `--quiet`).
     """
     config.validate()
     out = Path(out_dir)
     config_path, state_path = out / CONFIG_FILE, out / CHECKPOINT_FILE
     _check_saved_config(out, config)
     trajectory = Trajectory(config, runtime, data)
+    trajectory.epoch_progress = epoch_progress
     existed = out.exists()
     lock = FolderLock(out, "--out").acquire()  # creates `out`
     try:

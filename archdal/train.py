@@ -8,6 +8,7 @@ at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -225,12 +226,14 @@ def train_model(
     config: RunConfig,
     seed: int,
     eval_batch_size: int = 1024,
+    on_epoch: Callable[[int, float, float | None], None] | None = None,
 ) -> TrainResult:
     """Train up to `max_epochs`, stopping once training accuracy reaches `train_acc_stop`
     or validation accuracy has not improved for `patience` epochs; the weights of the
     best validation epoch are loaded back into `model`. Validation runs every
     `validate_every` epochs and at the last, on `val_subsample` examples when set
-    (`validation_subset`); BatchNorm statistics are set only for the states evaluated."""
+    (`validation_subset`); BatchNorm statistics are set only for the states evaluated.
+    `on_epoch(epoch, train_acc, val_acc or None)` follows every epoch (progress)."""
     start = time.perf_counter()
     rng = generator(seed)
     steps_per_epoch = even_batches(len(images), config.batch_size)
@@ -263,6 +266,8 @@ def train_model(
                 schedule.per_epoch.step()
             last = train_acc >= config.train_acc_stop or epochs == config.max_epochs
             if not last and epochs % config.validate_every:
+                if on_epoch is not None:
+                    on_epoch(epochs, train_acc, None)
                 continue
             with autocast(config.precision, images.device):
                 if not from_epoch:
@@ -274,6 +279,8 @@ def train_model(
             else:
                 since_best += since_validation  # patience counts epochs
             since_validation = 0
+            if on_epoch is not None:
+                on_epoch(epochs, train_acc, val_acc)
             if last or since_best >= config.patience:
                 break
     model.load_state_dict(best_state)
