@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import archdal.loop as loop
 import archdal.train as train
 from archdal import RunConfig, Runtime, Trajectory
-from archdal.config import settings_of
+from archdal.config import PRECISIONS, settings_of
 from archdal.families import load_data
 
 PROTOCOLS = {
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strategy", default="margin")
     p.add_argument("--epochs", type=int, default=5, help="epochs of the timed round")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="paper")
-    p.add_argument("--precision", choices=("fp32",), default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--data-dir", type=Path)
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     config = RunConfig(
         dataset=args.dataset, arch=args.arch, strategy=args.strategy, init_size=args.labels,
         acq_size=args.acq_size, rounds=1, max_epochs=args.epochs, patience=args.epochs,
-        train_acc_stop=1.0, **fields,
+        train_acc_stop=1.0, precision=args.precision, **fields,
     ).validate()  # fmt: skip
     runtime = Runtime(data_dir=args.data_dir, device=args.device).validate()
     data = load_data(config, runtime)
