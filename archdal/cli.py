@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         config, runtime = configs_from_args(args)
         progress = None if runtime.quiet else lambda line: print(line, flush=True)
-        records = run(config, args.out, runtime, progress)
+        records = run(config, args.out, runtime, progress, epoch_progress=not runtime.quiet)
         if not runtime.quiet:
             print(
                 f"final test accuracy {100 * records[-1]['test_acc']:.2f}% — results in {args.out}"

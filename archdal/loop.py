@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from archdal.config import PRE_OPTIMIZED, SPLIT_VERSIONS, RunConfig, Runtime
 from archdal.data import ImageData, Split, make_split
@@ -29,7 +31,7 @@ from archdal.representations import acquisition_representation
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
 from archdal.strategies import get_strategy
 from archdal.textdata import TextData
-from archdal.train import accuracy, resolve_device, train_model
+from archdal.train import accuracy, autocast, fast_path, resolve_device, train_model
 
 LABELED_NEEDS = {LABELED_EMBEDDINGS, LABELED_PROBS, REPRESENTATION}  # read the labelled inputs
 TIMING_FIELDS = ("train_seconds", "select_seconds", "pretrain_seconds", "archopt_seconds")
@@ -76,12 +78,14 @@ class Trajectory:
         self.adapter = model_adapter(config, data)  # the one object that makes its models
         self.data = data.to(self.device)
         self.representation = None if representation is None else representation.to(self.device)
+        self.eval_batch = self.runtime.eval_batch(self.device.type)
         self.round = 0
         self.labeled = self.split.initial.clone()
         self.rng = generator(derive_seed(config.seed, "trajectory"))
         self.records: list[dict[str, Any]] = []
         self.pretrained: dict[str, torch.Tensor] | None = None
         self.pre_optimized: dict[str, Any] | None = None  # spo / upo architecture and weights
+        self.epoch_progress = False  # a progress bar per round's epochs (stderr)
 
     @property
     def done(self) -> bool:
@@ -93,15 +97,13 @@ class Trajectory:
     def _pretrain(self) -> float:
         start = time.perf_counter()
         self.pretrained = pretrain_backbone(
-            self.new_model, self.data.train_x, self.config, self.runtime.eval_batch_size
+            self.new_model, self.data.train_x, self.config, self.eval_batch
         )
         return time.perf_counter() - start
 
     def pre_optimize(self) -> dict[str, Any]:
         """The config's architecture and weights optimized once (spo/upo), computed here."""
-        return self.adapter.pre_optimize(
-            self.data, self.split, self.device, self.runtime.eval_batch_size
-        )
+        return self.adapter.pre_optimize(self.data, self.split, self.device, self.eval_batch)
 
     def _load_or_pre_optimize(self) -> float:
         """Load the stage-one result the config names, or optimize here; the optimization's
@@ -116,7 +118,7 @@ class Trajectory:
         """Train on the labelled set, evaluate, and (unless last) acquire `acq_size` labels."""
         if self.done:
             raise RuntimeError("trajectory already finished")
-        c, d, batch = self.config, self.data, self.runtime.eval_batch_size
+        c, d, batch = self.config, self.data, self.eval_batch
         record: dict[str, Any] = {"round": self.round, "n_labeled": len(self.labeled)}
         if c.pretrain == "unsupervised" and self.pretrained is None:
             record["pretrain_seconds"] = self._pretrain()
@@ -131,15 +133,20 @@ class Trajectory:
             model = model.to(self.device)
             if self.pretrained is not None:
                 model.load_state_dict(self.pretrained | model.classifier_state())
-            result = train_model(
-                model, labeled_x, d.train_y[labeled], d.train_x[val], d.train_y[val],
-                c, derive_seed(init_seed, "batches"), batch,
-            )  # fmt: skip
+            model = fast_path(model, c.precision, self.runtime.compile)
+            with epoch_bar(self.epoch_progress, self.round, c) as on_epoch:
+                result = train_model(
+                    model, labeled_x, d.train_y[labeled], d.train_x[val], d.train_y[val],
+                    c, derive_seed(init_seed, "batches"), batch, on_epoch,
+                )  # fmt: skip
         architecture = model.architecture_record()
         if architecture:
             record["architecture"] = architecture
+        amp = autocast(c.precision, self.device)
+        with amp:
+            test_acc = accuracy(model, d.test_x, d.test_y, batch)
         record |= {
-            "test_acc": accuracy(model, d.test_x, d.test_y, batch),
+            "test_acc": test_acc,
             "val_acc": result.val_acc,
             "train_acc": result.train_acc,
             "epochs": result.epochs,
@@ -154,7 +161,7 @@ class Trajectory:
             if REPRESENTATION in needs and self.representation is not None:
                 fixed = (self.representation[unlabeled.to(self.device)],
                          self.representation[labeled])  # fmt: skip
-            with global_torch_seed(mc_seed):
+            with global_torch_seed(mc_seed), autocast(c.precision, self.device):
                 view = compute_view(
                     model, d.train_x[unlabeled.to(self.device)], needs, batch, c.mc_samples,
                     labeled_x if needs & LABELED_NEEDS else None,
@@ -189,6 +196,29 @@ class Trajectory:
         self.records = [dict(r) for r in state["records"]]
         self.pretrained = state["pretrained"]
         self.pre_optimized = state.get("pre_optimized")
+
+
+@contextmanager
+def epoch_bar(shown: bool, round_: int, config: RunConfig):
+    """A tqdm bar over the round's epochs (training and last validation accuracy, time
+    left at `max_epochs`, an upper bound: early stopping ends sooner); None when not shown."""
+    if not shown:
+        yield None
+        return
+    bar = tqdm(total=config.max_epochs, desc=f"round {round_}/{config.rounds}", unit="epoch",
+               leave=False, dynamic_ncols=True, mininterval=0)  # fmt: skip
+    seen = {"val": "-"}
+
+    def update(epoch: int, train_acc: float, val_acc: float | None) -> None:
+        if val_acc is not None:
+            seen["val"] = f"{100 * val_acc:.1f}%"
+        bar.set_postfix_str(f"train {100 * train_acc:.1f}% val {seen['val']}", refresh=False)
+        bar.update(epoch - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def strip_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -289,6 +319,7 @@ def run(
     runtime: Runtime | None = None,
     progress: Callable[[str], None] | None = print,
     data: ImageData | TextData | None = None,
+    epoch_progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Run a trajectory to the end, writing `config.json`, `rounds.jsonl` and a checkpoint
     per round in `out_dir`; an unfinished run of the same config there is continued.
@@ -296,13 +327,15 @@ def run(
     Everything that can be checked (config, existing run, data, budget) is checked before
     the first file is written. The folder is locked for the whole run (`FolderLock`): a
     second process on it fails at once. `rounds.jsonl` is rewritten from the checkpoint
-    whenever the two differ (a file cut short by a crash).
+    whenever the two differ (a file cut short by a crash). `epoch_progress` shows a bar
+    over each round's epochs on stderr (`archdal run` without `--quiet`).
     """
     config.validate()
     out = Path(out_dir)
     config_path, state_path = out / CONFIG_FILE, out / CHECKPOINT_FILE
     _check_saved_config(out, config)
     trajectory = Trajectory(config, runtime, data)
+    trajectory.epoch_progress = epoch_progress
     existed = out.exists()
     lock = FolderLock(out, "--out").acquire()  # creates `out`
     try:

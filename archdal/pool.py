@@ -23,6 +23,7 @@ MC_JOINT = "mc_joint"  # per-sample probabilities under dropout masks shared by 
 LABELED_PROBS = "labeled_probs"
 NEEDS = (PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, LABELED_PROBS, MC, MC_JOINT, REPRESENTATION,
          DROPOUT_FLIPS)  # fmt: skip
+MC_BLOCK = 1024  # pool rows per draw of dropout masks (the eval batch they were drawn at)
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,14 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp_min(1e-30).log()).sum(dim=1)
 
 
-@torch.no_grad()
 def embed_inputs(model: ALModel, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Penultimate embeddings (eval mode, dropout off) of images or token rows, in batches."""
     model.eval()
     x, order = in_pass_order(model, inputs)
-    parts = [model.neck(model.trunk(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
-    return restore_order(torch.cat(parts), order)
+    with torch.inference_mode():
+        parts = [model.neck(model.trunk(x[s : s + batch_size]))
+                 for s in range(0, len(x), batch_size)]  # fmt: skip
+    return restore_order(torch.cat(parts).float(), order)  # bf16 autocast: back to fp32
 
 
 class SharedDropout:
@@ -128,7 +130,10 @@ def compute_view(
     torch's global RNG, which the loop seeds from the trajectory's generator. `mc_joint`
     samples with `SharedDropout` masks instead (one per sample for the whole pool); when
     it is asked for, the `mc` statistics are taken from those same samples. DropQuery's
-    feature dropout drops the penultimate embedding (dropout off elsewhere) M times.
+    feature dropout drops the penultimate embedding (dropout off elsewhere) M times. Masks
+    of either kind, and DropQuery's, are drawn per block of `MC_BLOCK` rows, so the picks do not
+    depend on the batch size. Batches run under `inference_mode`; joining them outside it
+    makes ordinary tensors, which strategies may modify in place.
 
     `representation` is the (pool, labelled) rows of a fixed acquisition representation;
     without it a strategy that needs one reads the model's own embeddings.
@@ -143,25 +148,29 @@ def compute_view(
     shared = SharedDropout() if MC_JOINT in needs else None
     pool, order = in_pass_order(model, pool_images)
     if needs & {PROBS, EMBEDDINGS, MC, MC_JOINT, DROPOUT_FLIPS}:
-        for start in range(0, len(pool), batch_size):
-            model.eval()
-            trunk = model.trunk(pool[start : start + batch_size])
-            embedding = model.neck(trunk)
-            if PROBS in needs:
-                probs.append(model.classifier(embedding).softmax(dim=1))
-            if EMBEDDINGS in needs:
-                embeddings.append(embedding)
-            if needs & {MC, MC_JOINT}:
-                samples = _dropout_samples(model, trunk, mc_samples, shared)  # T×batch×C
-                if MC_JOINT in needs:
-                    joint.append(samples.transpose(0, 1).contiguous())
-                if MC in needs:  # statistics only: bounded by the batch, never T×N×C
-                    mc_probs.append(samples.mean(dim=0))
-                    mc_entropy.append(
-                        entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0)
-                    )
-            if DROPOUT_FLIPS in needs:
-                flips.append(dropout_flips(model, embedding))
+        chunk = min(batch_size, MC_BLOCK)
+        with torch.inference_mode():
+            for block in range(0, len(pool), MC_BLOCK):
+                trunks, block_embeddings = [], []
+                for start in range(block, min(block + MC_BLOCK, len(pool)), chunk):
+                    model.eval()
+                    trunks.append(model.trunk(pool[start : start + chunk]))
+                    block_embeddings.append(model.neck(trunks[-1]))
+                    if PROBS in needs:
+                        probs.append(model.classifier(block_embeddings[-1]).softmax(dim=1))
+                if EMBEDDINGS in needs:
+                    embeddings += block_embeddings
+                if DROPOUT_FLIPS in needs:
+                    flips.append(dropout_flips(model, torch.cat(block_embeddings)))
+                if needs & {MC, MC_JOINT}:  # T×block×C: bounded by the block, never T×N×C
+                    samples = _dropout_samples(model, torch.cat(trunks), mc_samples, shared)
+                    if MC_JOINT in needs:
+                        joint.append(samples.transpose(0, 1).contiguous())
+                    if MC in needs:
+                        mc_probs.append(samples.mean(dim=0))
+                        mc_entropy.append(
+                            entropy(samples.flatten(0, 1)).view(mc_samples, -1).mean(dim=0)
+                        )
         model.eval()
     labeled = labeled_probs = None
     if needs & {LABELED_EMBEDDINGS, LABELED_PROBS}:
@@ -174,7 +183,7 @@ def compute_view(
             labeled = None
 
     def joined(parts: list[torch.Tensor]) -> torch.Tensor | None:
-        return restore_order(torch.cat(parts), order) if parts else None
+        return restore_order(torch.cat(parts).float(), order) if parts else None  # bf16: fp32
 
     embeddings_view = joined(embeddings)
     if model_representation:
@@ -189,7 +198,7 @@ def compute_view(
         mc_mean_entropy=joined(mc_entropy),
         representation=representation[0] if REPRESENTATION in needs else None,
         labeled_representation=representation[1] if REPRESENTATION in needs else None,
-        dropout_flips=joined(flips),
+        dropout_flips=restore_order(torch.cat(flips), order) if flips else None,
         num_classes=num_classes,
         coverage_radius=coverage_radius,
         mc_joint=joined(joint),

@@ -302,7 +302,7 @@ def text_features(raw: RawText, config: RunConfig, runtime: Runtime) -> FeatureD
     key = entry_key(settings, text_digest(raw))
     corpora = {split: c for split, c in (("train", raw.train), ("test", raw.test)) if c}
     device = resolve_device(runtime.device)
-    batch, progress = min(runtime.eval_batch_size, TEXT_BATCH), not runtime.quiet
+    batch, progress = min(runtime.eval_batch(device.type), TEXT_BATCH), not runtime.quiet
 
     def compute() -> dict[str, torch.Tensor]:
         embedded = embed_texts(directory, corpora, config.max_length, device, batch, progress)
@@ -325,7 +325,8 @@ def load_features(config: RunConfig, runtime: Runtime) -> FeatureData:
     if config.modality == "image":
         data = registry.DATASETS.get(config.dataset).load(config, runtime)
         device = resolve_device(runtime.device)
-        return image_features(data, config, cache_dir_of(runtime), device, runtime.eval_batch_size)
+        batch = runtime.eval_batch(device.type)
+        return image_features(data, config, cache_dir_of(runtime), device, batch)
     return text_features(read_raw(config, runtime), config, runtime)
 
 

@@ -8,6 +8,8 @@ at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,7 +19,25 @@ import torch.nn.functional as F
 from archdal.config import RunConfig
 from archdal.errors import ConfigError
 from archdal.models import ALModel, in_pass_order, restore_order
-from archdal.seeding import generator
+from archdal.seeding import derive_seed, generator
+
+
+def autocast(precision: str, device: torch.device):
+    """bfloat16 autocast for `precision` bf16 (CPU or CUDA); nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def fast_path(model: ALModel, precision: str, compile: bool) -> ALModel:
+    """The model as the fast path runs it: channels_last under bf16 (tensor cores read
+    NHWC), its parts compiled with `compile`. fp32 without compile: unchanged."""
+    if precision == "bf16":
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        for part in model.children():
+            part.compile()
+    return model
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,6 +80,26 @@ def even_batches(n: int, batch_size: int) -> int:
     return max(1, -(-n // batch_size))
 
 
+def norm_layers(model: ALModel) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def epoch_batch_statistics(model: ALModel):
+    """BatchNorm running statistics as the plain average over the batches seen (momentum
+    None); `reset_running_stats` at each epoch's start makes them that epoch's. Momenta are
+    restored on exit."""
+    norms = norm_layers(model)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = None
+    try:
+        yield norms
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int) -> None:
     """Recompute BatchNorm running statistics as the average over the labelled set.
@@ -70,7 +110,7 @@ def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int)
     SGD lr 0.03: 19% test accuracy without this, 69% with it). Statistics of the current
     weights make every validation, test and pool pass see the model that was trained.
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = norm_layers(model)
     if not norms:
         return
     momenta = [m.momentum for m in norms]
@@ -85,13 +125,13 @@ def recalibrate_batchnorm(model: ALModel, images: torch.Tensor, batch_size: int)
     model.eval()
 
 
-@torch.no_grad()
 def predict(model: ALModel, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Predicted class of every example, in eval mode."""
     model.eval()
     x, order = in_pass_order(model, images)
-    predicted = [model(x[s : s + batch_size]).argmax(dim=1) for s in range(0, len(x), batch_size)]
-    return restore_order(torch.cat(predicted), order)
+    with torch.inference_mode():
+        predicted = [model(x[s : s + batch_size]).argmax(1) for s in range(0, len(x), batch_size)]
+    return restore_order(torch.cat(predicted), order)  # outside: an ordinary tensor
 
 
 def accuracy(model: ALModel, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
@@ -134,14 +174,17 @@ def make_optimizer(
         params.append({"params": architecture, "lr": config.arch_options.lr,
                        "weight_decay": 0.0})  # fmt: skip
     decay = config.weight_decay
+    # bf16 path on CUDA: one fused kernel per step (fp32 keeps torch's default, foreach)
+    on_cuda = next(model.parameters()).is_cuda
+    fused = {"fused": True} if config.precision == "bf16" and on_cuda else {}
     if config.optimizer == "adam":
-        return Schedule(torch.optim.Adam(params, lr=lr, weight_decay=decay))
+        return Schedule(torch.optim.Adam(params, lr=lr, weight_decay=decay, **fused))
     if config.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=decay, **fused)
         total = epochs * steps_per_epoch
         factor = linear_warmup_decay(round(config.warmup_fraction * total), total)
         return Schedule(opt, per_step=torch.optim.lr_scheduler.LambdaLR(opt, factor))
-    opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+    opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay, **fused)
     return Schedule(opt, per_epoch=torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs))
 
 
@@ -153,15 +196,18 @@ def train_epoch(
     order: torch.Tensor,
     batch_size: int,
     augment_rng: torch.Generator | None,
+    precision: str = "fp32",
 ) -> float:
-    """One pass in the given order, in near-equal batches; returns the running accuracy."""
+    """One pass in the given order, in near-equal batches; returns the running accuracy.
+    The forward runs under `autocast(precision)`, the backward outside it."""
     model.train()
     correct = torch.zeros((), device=images.device)
     for idx in order.tensor_split(even_batches(len(order), batch_size)):
         x, y = images[idx], labels[idx]
         if augment_rng is not None:
             x = augment_batch(x, augment_rng)
-        loss, logits = model.training_loss(x, y, len(order))
+        with autocast(precision, images.device):
+            loss, logits = model.training_loss(x, y, len(order))
         schedule.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         schedule.optimizer.step()
@@ -180,38 +226,71 @@ def train_model(
     config: RunConfig,
     seed: int,
     eval_batch_size: int = 1024,
+    on_epoch: Callable[[int, float, float | None], None] | None = None,
 ) -> TrainResult:
     """Train up to `max_epochs`, stopping once training accuracy reaches `train_acc_stop`
     or validation accuracy has not improved for `patience` epochs; the weights of the
-    best validation epoch are loaded back into `model`."""
+    best validation epoch are loaded back into `model`. Validation runs every
+    `validate_every` epochs and at the last, on `val_subsample` examples when set
+    (`validation_subset`); BatchNorm statistics are set only for the states evaluated.
+    `on_epoch(epoch, train_acc, val_acc or None)` follows every epoch (progress)."""
     start = time.perf_counter()
     rng = generator(seed)
     steps_per_epoch = even_batches(len(images), config.batch_size)
     schedule = make_optimizer(model, config, config.max_epochs, steps_per_epoch)
+    subset = validation_subset(len(val_images), config.val_subsample, config.seed)
+    if subset is not None:
+        subset = subset.to(val_images.device)
+        val_images, val_labels = val_images[subset], val_labels[subset]
+    from_epoch = config.bn_stats == "epoch"
     best_val, best_train, best_state, since_best = -1.0, 0.0, None, 0
-    epochs = 0
-    while epochs < config.max_epochs:
-        epochs += 1
-        order = torch.randperm(len(images), generator=rng).to(images.device)
-        train_acc = train_epoch(
-            model,
-            schedule,
-            images,
-            labels,
-            order,
-            config.batch_size,
-            rng if config.augment else None,
-        )
-        if schedule.per_epoch is not None:
-            schedule.per_epoch.step()
-        recalibrate_batchnorm(model, images, config.batch_size)
-        val_acc = accuracy(model, val_images, val_labels, eval_batch_size)
-        if val_acc > best_val:
-            best_val, best_train, since_best = val_acc, train_acc, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-        if train_acc >= config.train_acc_stop or since_best >= config.patience:
-            break
+    epochs = since_validation = 0
+    with epoch_batch_statistics(model) if from_epoch else nullcontext() as norms:
+        while epochs < config.max_epochs:
+            epochs += 1
+            since_validation += 1
+            for m in norms or ():
+                m.reset_running_stats()
+            order = torch.randperm(len(images), generator=rng).to(images.device)
+            train_acc = train_epoch(
+                model,
+                schedule,
+                images,
+                labels,
+                order,
+                config.batch_size,
+                rng if config.augment else None,
+                config.precision,
+            )
+            if schedule.per_epoch is not None:
+                schedule.per_epoch.step()
+            last = train_acc >= config.train_acc_stop or epochs == config.max_epochs
+            if not last and epochs % config.validate_every:
+                if on_epoch is not None:
+                    on_epoch(epochs, train_acc, None)
+                continue
+            with autocast(config.precision, images.device):
+                if not from_epoch:
+                    recalibrate_batchnorm(model, images, config.batch_size)
+                val_acc = accuracy(model, val_images, val_labels, eval_batch_size)
+            if val_acc > best_val:
+                best_val, best_train, since_best = val_acc, train_acc, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += since_validation  # patience counts epochs
+            since_validation = 0
+            if on_epoch is not None:
+                on_epoch(epochs, train_acc, val_acc)
+            if last or since_best >= config.patience:
+                break
     model.load_state_dict(best_state)
     return TrainResult(epochs, best_train, best_val, time.perf_counter() - start)
+
+
+def validation_subset(n: int, size: int, seed: int) -> torch.Tensor | None:
+    """`size` of the n validation examples (in their order), drawn from the trajectory's
+    seed alone: the same subset every epoch and every round. None: all of them."""
+    if size == 0 or size >= n:
+        return None
+    picks = torch.randperm(n, generator=generator(derive_seed(seed, "val-subsample")))[:size]
+    return picks.sort().values

@@ -137,3 +137,14 @@ def test_text_flags_and_modality_defaults(tmp_path):
                                            label_column="y")  # fmt: skip
     assert (given.arch, given.lr, given.model_path, given.init_size) == ("roberta", 1e-4, "m", 30)
     assert given.max_epochs == 5  # not given: the text protocol
+
+
+def test_epoch_progress_unless_quiet(capsys, tmp_path):
+    """A bar per round: epoch, training and validation accuracy, the time left; --quiet
+    prints nothing at all."""
+    assert main([*BASE, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main([*BASE, "--out", str(tmp_path / "loud")]) == 0
+    err = capsys.readouterr().err
+    assert "round 0/1" in err and "2/2" in err and "epoch" in err
+    assert "train " in err and "val " in err and "<" in err  # tqdm's elapsed<left

@@ -78,8 +78,13 @@ def test_intervals_say_what_they_admit():
 def test_runtime_fields_are_checked_the_same_way():
     with pytest.raises(ConfigError, match="unknown device 'tpu'; choose from: auto, cpu, cuda"):
         Runtime(device="tpu").validate()
-    with pytest.raises(ConfigError, match="eval-batch-size must be positive, got 0"):
-        Runtime(eval_batch_size=0).validate()
+    with pytest.raises(ConfigError, match="eval-batch-size must be zero or positive, got -1"):
+        Runtime(eval_batch_size=-1).validate()
+
+
+def test_eval_batch_is_the_devices_unless_given():
+    assert Runtime().eval_batch("cpu") == 256 and Runtime().eval_batch("cuda") == 1024
+    assert Runtime(eval_batch_size=64).eval_batch("cuda") == 64
 
 
 def _option_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:

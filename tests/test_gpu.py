@@ -102,3 +102,19 @@ def test_pool_view_and_selection_match_the_cpu(tiny_data):
         on_cpu = strategy.select(cpu, 40, generator(7))
         on_gpu = strategy.select(gpu, 40, generator(7))
         assert on_gpu.cpu().tolist() == on_cpu.tolist(), name
+
+
+def test_bf16_fast_path_on_gpu(tiny_data):
+    """bf16 autocast, channels_last and the fused optimizer on CUDA: a sound trajectory,
+    and the same selections from the same seed run to run."""
+    config = tiny_config(strategy="margin", precision="bf16", max_epochs=12)
+    trajectory, records = run_on(GPU, config, tiny_data)
+    check_trajectory(trajectory, records, config)
+    assert strip_timing(records) == strip_timing(run_on(GPU, config, tiny_data)[1])
+
+
+def test_compiled_bf16_path_on_gpu(tiny_data):
+    """`--compile` with bf16: the same acquisitions' count and a model that learns."""
+    config = tiny_config(strategy="margin", precision="bf16", max_epochs=12)
+    runtime = dataclasses.replace(GPU, compile=True)
+    check_trajectory(*run_on(runtime, config, tiny_data), config)

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from archdal.models import build_model
-from archdal.pool import EMBEDDINGS, LABELED_EMBEDDINGS, MC, PROBS, PoolView, compute_view
+from archdal.pool import (
+    EMBEDDINGS,
+    LABELED_EMBEDDINGS,
+    MC,
+    MC_BLOCK,
+    PROBS,
+    PoolView,
+    compute_view,
+)
 from archdal.strategies import classic as S
 
 PROBS_3 = torch.tensor([[0.5, 0.3, 0.2], [0.9, 0.05, 0.05], [0.34, 0.33, 0.33]])
@@ -276,9 +284,9 @@ def test_mc_dropout_on_the_neck_equals_full_stochastic_passes_with_batchnorm_in_
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.train()
-    batches_p, batches_h = [], []
-    for s in range(0, 12, 5):
-        ps = torch.stack([model(images[s : s + 5]).softmax(1) for _ in range(4)])
+    batches_p, batches_h = [], []  # masks are drawn per MC_BLOCK rows, whatever the batch
+    for s in range(0, 12, MC_BLOCK):
+        ps = torch.stack([model(images[s : s + MC_BLOCK]).softmax(1) for _ in range(4)])
         batches_p.append(ps.mean(0))
         batches_h.append(S.entropy_scores(ps.flatten(0, 1)).view(4, -1).mean(0))
     assert torch.allclose(view.mc_mean_probs, torch.cat(batches_p), atol=1e-6)

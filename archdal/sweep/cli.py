@@ -126,7 +126,8 @@ def _add_placement_arguments(p: argparse.ArgumentParser, name_hint: str) -> None
         "--eval-batch-size",
         type=int,
         default=Runtime().eval_batch_size,
-        help=f"batch size of evaluation and pool passes (default: {Runtime().eval_batch_size})",
+        help="batch size of evaluation and pool passes (default: 0, the device's: "
+        "archdal.config.EVAL_BATCH)",
     )
 
 
