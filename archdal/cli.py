@@ -74,7 +74,7 @@ _METAVARS = {"dict[str, Any]": "JSON"}
 
 
 def _help(setting: Setting, by_modality: bool) -> str:
-    text = setting.spec.metadata.get("help", "")
+    text = setting.spec.metadata.get("help", "").replace("%", "%%")  # argparse formats help
     admits = setting.spec.metadata.get("admits")
     if isinstance(admits, Interval):
         text += f"; {admits.describe()}"

@@ -163,7 +163,7 @@ def compute_view(
                 if DROPOUT_FLIPS in needs:
                     flips.append(dropout_flips(model, torch.cat(block_embeddings)))
                 if needs & {MC, MC_JOINT}:  # T×block×C: bounded by the block, never T×N×C
-                    samples = _dropout_samples(model, torch.cat(trunks), mc_samples, shared)
+                    samples = _block_samples(model, trunks, mc_samples, shared)
                     if MC_JOINT in needs:
                         joint.append(samples.transpose(0, 1).contiguous())
                     if MC in needs:
@@ -213,6 +213,17 @@ def dropout_flips(model: ALModel, embedding: torch.Tensor) -> torch.Tensor:
         dropped = F.dropout(embedding, FEATURE_DROPOUT, training=True)
         count += model.classifier(dropped).argmax(dim=1) != clean
     return count
+
+
+def _block_samples(
+    model: ALModel, trunks: list[torch.Tensor], samples: int, shared: SharedDropout | None
+) -> torch.Tensor:
+    """A block's dropout samples from one draw of masks over its rows. Token rows batched by
+    length have trunk outputs of different lengths: those are sampled chunk by chunk (their
+    own-mask picks then depend on the batch size, as before blocks existed)."""
+    if len({t.shape[1:] for t in trunks}) == 1:
+        return _dropout_samples(model, torch.cat(trunks), samples, shared)
+    return torch.cat([_dropout_samples(model, t, samples, shared) for t in trunks], dim=1)
 
 
 def _dropout_samples(

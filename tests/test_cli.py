@@ -98,14 +98,14 @@ def test_every_flag_reaches_its_config_field(tmp_path):
         init_size=50, acq_size=25, rounds=4, pool_size=999, val_fraction=0.2, max_epochs=7,
         patience=3, train_acc_stop=0.9, optimizer="adam", lr=0.2, momentum=0.5,
         weight_decay=0.01, batch_size=16, augment=True, dropout=0.25, mc_samples=5,
-        max_length=48, warmup_fraction=0.2, test_fraction=0.3,
+        max_length=48, warmup_fraction=0.2, test_fraction=0.3, probcover_delta=0.5,
         pretrain_options=PretrainConfig(clusters=7, epochs=2, max_images=100, lr=0.3),
     )  # fmt: skip
     argv = ["run", "--out", str(tmp_path), "--augment", "--device", "cpu", "--quiet",
             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     for key, value in want.to_dict().items():
         if key not in ("augment", "pretrain_options", "csv_options", "model_path", "arch_options",
-                       "arch_source", "encoder_options"):  # fmt: skip
+                       "arch_source", "encoder_options") and value is not None:  # fmt: skip
             argv += [f"--{key.replace('_', '-')}", str(value)]
     argv += ["--pretrain-clusters", "7", "--pretrain-epochs", "2", "--pretrain-max-images", "100",
              "--pretrain-lr", "0.3"]  # fmt: skip
