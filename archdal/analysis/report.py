@@ -75,7 +75,9 @@ GLOSSARY = [
      "profiles from their average. Without interaction the architectures of a seed are "
      "exchangeable, so their labels are permuted within each seed (all permutations when "
      "few enough, else a random 10,000) to read p off the statistic's permutation "
-     "distribution. Needs every architecture × strategy cell in each seed used. 'Too few "
+     "distribution. It detects gaps between strategies that differ across architectures, "
+     "also when their order stays the same (Kendall's tau is about the order). Needs every "
+     "architecture × strategy cell in each seed used. 'Too few "
      "seeds' means the smallest p the design can give is above the level (2 architectures "
      "need at least 6 seeds at 0.05)."),
     ("Kendall's tau interval", "tau between two architectures' strategy orders by seed-mean "

@@ -426,8 +426,9 @@ def interaction_verdict(test: dict[str, float], alpha: float, seeds: int) -> str
         )
     if test["p_value"] < alpha:
         return (
-            f"the architecture changes the strategies' relative performance (p = "
-            f"{test['p_value']:.3g} < {alpha:g})"
+            f"the architecture changes the strategies' relative performance: the gaps between "
+            f"them differ (p = {test['p_value']:.3g} < {alpha:g}; whether their order differs "
+            "too, Kendall's tau says)"
         )
     return (
         f"no evidence at {alpha:g} that the architecture changes the strategies' relative "
