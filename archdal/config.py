@@ -383,7 +383,7 @@ class RunConfig:
     batchbald_configs: int = option(1000, "batchbald: label configurations M of the joint "
                                     "entropy; exact while classes^(n-1) <= M, sampled beyond",
                                     at_least(1))  # fmt: skip
-    batchbald_candidates: int = option(5000, "batchbald: score only the pool's top BALD points "
+    batchbald_candidates: int = option(1000, "batchbald: score only the pool's top BALD points "
                                        "(0: the whole pool)", NON_NEGATIVE)  # fmt: skip
     bait_lambda: float = option(1.0, "bait: λ, the ridge added to the labelled Fisher", POSITIVE)
     bait_dim: int = option(2048, "bait: cap on classes × embedding dim, the Fisher's side; "
