@@ -1,7 +1,8 @@
 """Test accuracy of a frozen preset's trajectories over seeds, in one plain process (no Ray).
 
     python benchmarks/frozen_seeds.py --preset frozen-text --datasets banking77 \
-        [--strategies random margin ...] [--seeds 0 1 ...] [--at 200 1000 2000] [--data-dir DIR]
+        [--strategies random margin ...] [--init-strategies random kmeans ...] [--seeds 0 1 ...] \
+        [--at 200 1000 2000] [--data-dir DIR]
 
 Every trajectory of the preset (with the given factors replaced) runs one after another on one
 thread, reading the embeddings from `--cache-dir` (computed on first use). Prints, per dataset
@@ -30,16 +31,17 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+")
     p.add_argument("--encoders", nargs="+")
     p.add_argument("--strategies", nargs="+")
+    p.add_argument("--init-strategies", nargs="+", help="initial pools (default: random)")
     p.add_argument("--seeds", nargs="+", type=int)
     p.add_argument("--at", nargs="+", type=int, required=True, help="label counts to report")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--cache-dir", type=Path)
     args = p.parse_args()
     torch.set_num_threads(1)
-    factors = {k: tuple(v) for k in ("datasets", "encoders", "strategies", "seeds")
-               if (v := getattr(args, k))}  # fmt: skip
+    names = ("datasets", "encoders", "strategies", "init_strategies", "seeds")
+    factors = {k: tuple(v) for k in names if (v := getattr(args, k))}
     runtime = Runtime(data_dir=args.data_dir, cache_dir=args.cache_dir, device="cpu", quiet=True)
-    results: dict[tuple[str, str, str], list[tuple[dict[int, float], float]]] = {}
+    results: dict[tuple[str, str, str, str], list[tuple[dict[int, float], float]]] = {}
     data: dict[tuple[str, str, int], object] = {}
     for config in expand(PRESETS[args.preset], factors):
         key = (config.dataset, config.encoder, config.seed)  # held-out test sets vary by seed
@@ -50,19 +52,19 @@ def main() -> None:
         while not trajectory.done:
             trajectory.run_round()
         accuracy = {r["n_labeled"]: r["test_acc"] for r in trajectory.records}
-        row = (config.dataset, config.encoder, config.strategy)
+        row = (config.dataset, config.encoder, config.init_strategy, config.strategy)
         results.setdefault(row, []).append((accuracy, time.perf_counter() - start))
-    print("| dataset | encoder | strategy | " + " | ".join(f"{n} labels" for n in args.at)
-          + " | seeds | s per trajectory |")  # fmt: skip
-    print("|---|---|---|" + "---:|" * (len(args.at) + 2))
-    for (dataset, encoder, strategy), runs in results.items():
+    columns = " | ".join(f"{n} labels" for n in args.at)
+    print(f"| dataset | encoder | initial pool | strategy | {columns} | seeds | s per trajectory |")
+    print("|---|---|---|---|" + "---:|" * (len(args.at) + 2))
+    for (dataset, encoder, initial, strategy), runs in results.items():
         cells = []
         for n in args.at:
             values = [100 * accuracy[n] for accuracy, _ in runs]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
         seconds = statistics.mean(s for _, s in runs)
-        print(f"| {dataset} | {encoder} | {strategy} | " + " | ".join(cells)
+        print(f"| {dataset} | {encoder} | {initial} | {strategy} | " + " | ".join(cells)
               + f" | {len(runs)} | {seconds:.1f} |")  # fmt: skip
 
 
