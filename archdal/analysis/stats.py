@@ -256,17 +256,15 @@ def p_value_matrix(pairs: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
 # --- the Focus 1 question: does the architecture change the ranking? -------------------------
 
 
-def _centred_profiles(rows: pd.DataFrame, metric: str) -> tuple[np.ndarray, list, list, list]:
-    """seeds × archs × strategies of `metric` less each (seed, arch)'s mean over strategies,
-    over the seeds complete in every (arch, strategy) cell."""
-    cube = rows.pivot_table(index="seed", columns=["arch", "strategy"], values=metric)
-    cube = cube.dropna()
+def _complete_cube(rows: pd.DataFrame, metric: str) -> tuple[np.ndarray, list, list, list]:
+    """seeds × archs × strategies of `metric`, over the seeds complete in every (arch,
+    strategy) cell."""
     archs = sorted(rows["arch"].unique())
     strategies = sorted(rows["strategy"].unique())
-    full = pd.MultiIndex.from_product([archs, strategies])
-    cube = cube.reindex(columns=full).dropna()
+    cube = rows.pivot_table(index="seed", columns=["arch", "strategy"], values=metric)
+    cube = cube.reindex(columns=pd.MultiIndex.from_product([archs, strategies])).dropna()
     values = cube.to_numpy().reshape(len(cube), len(archs), len(strategies))
-    return values - values.mean(axis=2, keepdims=True), list(cube.index), archs, strategies
+    return values, list(cube.index), archs, strategies
 
 
 def interaction_statistic(profiles: np.ndarray) -> np.ndarray:
@@ -381,12 +379,10 @@ def architecture_dependence(
         key = dict(zip(group_columns, key if isinstance(key, tuple) else (key,), strict=True))
         if rows["arch"].nunique() < 2 or rows["strategy"].nunique() < 2:
             continue
-        centred, seeds, archs, strategies = _centred_profiles(rows, metric)
+        raw, seeds, archs, strategies = _complete_cube(rows, metric)
         if len(seeds) == 0:
             continue
-        raw = rows.pivot_table(index="seed", columns=["arch", "strategy"], values=metric)
-        raw = raw.reindex(index=seeds, columns=pd.MultiIndex.from_product([archs, strategies]))
-        raw = raw.to_numpy().reshape(len(seeds), len(archs), len(strategies))
+        centred = raw - raw.mean(axis=2, keepdims=True)  # each (seed, arch) less its mean
         test = interaction_test(centred, options)
         interaction_rows.append(
             key
