@@ -87,18 +87,14 @@ def patched(owner, name: str, value):
         setattr(owner, name, old)
 
 
-@dataclasses.dataclass(frozen=True)
-class TimedStrategy:
-    needs: frozenset[str]
-    select: Callable
-
-
 def archdal_round(config: RunConfig, runtime: Runtime, data) -> tuple[Clock, dict]:
     """One round of the library, every phase timed by wrapping the function that does it."""
     trajectory = Trajectory(config, runtime, data)
     clock = Clock(trajectory.device)
     strategy = trajectory.strategy
-    trajectory.strategy = TimedStrategy(strategy.needs, clock.wrap("selection", strategy.select))
+    trajectory.strategy = dataclasses.replace(
+        strategy, select=clock.wrap("selection", strategy.select)
+    )
     with (
         patched(train, "train_epoch", clock.wrap("training steps", train.train_epoch)),
         patched(train, "recalibrate_batchnorm",

@@ -9,6 +9,7 @@ speedup since must reproduce them on the CPU, to the last digit.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -179,3 +180,21 @@ def test_bf16_path_runs_on_the_cpu_and_repeats_itself():
     assert first != records_of(dataclasses.replace(config, precision="fp32"), data)
     model = train.fast_path(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), "bf16", False)
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_trial_cost_benchmark_splits_a_round_into_its_phases(tmp_path, capsys):
+    """benchmarks/trial_cost.py runs on the current code (a strategy refactor once broke it
+    unnoticed) and its phases add up to the timed round."""
+    path = Path(__file__).parents[1] / "benchmarks" / "trial_cost.py"
+    spec = importlib.util.spec_from_file_location("trial_cost", path)
+    trial_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trial_cost)
+    out = tmp_path / "cost.json"
+    argv = ["--dataset", "digits", "--protocol", "small", "--labels", "30", "--acq-size", "10",
+            "--epochs", "2", "--set", "pool_size=200", "--json", str(out)]  # fmt: skip
+    assert trial_cost.main(argv) == 0
+    numbers = json.loads(out.read_text())
+    assert set(numbers["seconds"]) == {*trial_cost.PHASES, "other"}
+    assert all(v > 0 for k, v in numbers["seconds"].items() if k != "other")
+    assert numbers["epochs"] == 2 and 0 < numbers["test_acc"] <= 1
+    assert "outside training steps / training steps" in capsys.readouterr().out
