@@ -228,13 +228,14 @@ def _dense_bait(probs, h, lprobs, lh, n, lam, top=None):
     else:
         fisher = _dense_fisher
     each = [fisher(p, x) for p, x in zip(probs, h, strict=True)]
-    pool_f = sum(each) / len(h)
+    labeled_each = [fisher(p, x) for p, x in zip(lprobs, lh, strict=True)]
+    pool_f = sum(each + labeled_each) / (len(h) + len(lh))  # over labelled and pool points
     w = 1 / (len(lh) + n)
     base = lam * torch.eye(len(pool_f), dtype=torch.float64)
-    base = base + w * sum(fisher(p, x) for p, x in zip(lprobs, lh, strict=True))
+    base = base + w * sum(labeled_each, torch.zeros_like(base))
 
-    def objective(chosen):
-        m = base + w * sum((each[i] for i in chosen), torch.zeros_like(base))
+    def objective(chosen):  # a pick weighs n labelled points, as in the authors' code
+        m = base + n * w * sum((each[i] for i in chosen), torch.zeros_like(base))
         return float(torch.trace(torch.linalg.solve(m, pool_f)))
 
     chosen = []

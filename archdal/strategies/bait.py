@@ -4,12 +4,14 @@ Fisher information of the pool F against that of the labelled set, found greedil
 forward to 2B points and backward to B.
 
 The Fisher of a point is I(x) = (diag p − p pᵀ) ⊗ h hᵀ for softmax probabilities p and
-penultimate embedding h, i.e. V Vᵀ with V = A ⊗ h and A's columns √p_y (e_y − p).
-F is its pool mean; M_S = λI + (Σ_{x ∈ L ∪ S} I(x)) / (|L| + B), the mean Fisher of the
-labelled set after acquisition, regularised by λ. Each greedy step scores every point by
-Woodbury, tr((M + σVVᵀ)⁻¹F) = tr(M⁻¹F) − tr((σI + Vᵀ M⁻¹ V)⁻¹ Vᵀ M⁻¹ F M⁻¹ V) (σ = +1 to
-add, −1 to remove), and keeps per point only the small matrices Vᵀ M⁻¹ V and
-Vᵀ M⁻¹ F M⁻¹ V, updated at each step from M⁻¹'s rank-k change: no N×(C·D) matrix.
+penultimate embedding h, i.e. V Vᵀ with V = A ⊗ h and A's columns √p_y (e_y − p). F is its
+mean over labelled and pool points; M_S = λI + (Σ_{x ∈ L} I(x) + B·Σ_{x ∈ S} I(x)) / (|L| +
+B), regularised by λ: as in the authors' code (`bait_sampling.py`), a pick weighs B times a
+labelled point (the paper's plain mean over L ∪ S would give both the same weight, which
+lets λ and the labelled set swamp the picks as B grows). Each greedy step scores every point
+by Woodbury, tr((M + σVVᵀ)⁻¹F) = tr(M⁻¹F) − tr((σI + Vᵀ M⁻¹ V)⁻¹ Vᵀ M⁻¹ F M⁻¹ V) (σ = +1 to
+add, −1 to remove), and keeps per point only the small matrices Vᵀ M⁻¹ V and Vᵀ M⁻¹ F M⁻¹ V,
+updated at each step from M⁻¹'s rank-k change: no N×(C·D) matrix.
 
 Bounds: F and M⁻¹ are P×P with P = C·d. When C·D exceeds `dim` (default 2048; 10 classes
 × 512 dims is 5120), embeddings are projected onto their top ⌊dim / C⌋ principal
@@ -96,15 +98,18 @@ def bait(
     greedy to 2n then backward greedy to n on tr(M_S⁻¹ F)."""
     k = min(classes, probs.shape[1])
     factors = fisher_factors(probs, k)
-    weight = 1.0 / (len(labeled_h) + n)  # each point's share of the mean labelled Fisher
-    fisher = summed_fisher(factors, h) / len(h)
+    weight = 1.0 / (len(labeled_h) + n)  # a labelled point's share; a pick weighs n times it
+    fisher = summed_fisher(factors, h)
     size = fisher.shape[0]
     m0 = torch.eye(size, dtype=h.dtype, device=h.device) * lam
     if len(labeled_h):
-        m0 += summed_fisher(fisher_factors(labeled_probs, k), labeled_h) * weight
+        labeled_fisher = summed_fisher(fisher_factors(labeled_probs, k), labeled_h)
+        fisher += labeled_fisher
+        m0 += labeled_fisher * weight
+    fisher /= len(h) + len(labeled_h)
     inverse = torch.cholesky_inverse(torch.linalg.cholesky(m0))
     target = inverse @ fisher @ inverse  # M⁻¹ F M⁻¹
-    factors = factors * weight**0.5  # V_x = √weight · A_x ⊗ h_x
+    factors = factors * (n * weight) ** 0.5  # V_x = √(n·weight) · A_x ⊗ h_x
     own = quadratic_forms(inverse, factors, h)  # V_xᵀ M⁻¹ V_x
     gain = quadratic_forms(target, factors, h)  # V_xᵀ M⁻¹ F M⁻¹ V_x
     eye = torch.eye(k, dtype=h.dtype, device=h.device)
