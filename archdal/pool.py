@@ -14,7 +14,8 @@ from archdal.models import ALModel, in_pass_order, restore_order
 
 PROBS, EMBEDDINGS, LABELED_EMBEDDINGS, MC = "probs", "embeddings", "labeled_embeddings", "mc"
 # The acquisition representation of pool and labelled set (the config's
-# `acq_representation`), and DropQuery's count of feature-dropout passes that change the
+# `acq_representation`, rows L2-normalised as TypiClust's, ProbCover's and DropQuery's authors
+# do), and DropQuery's count of feature-dropout passes that change the
 # prediction.
 REPRESENTATION, DROPOUT_FLIPS = "representation", "dropout_flips"
 # DropQuery's feature dropout (Gupte et al. 2024): rate 0.75, M = 3 passes.
@@ -187,7 +188,7 @@ def compute_view(
 
     embeddings_view = joined(embeddings)
     if model_representation:
-        representation = (embeddings_view, labeled)
+        representation = (F.normalize(embeddings_view, dim=1), F.normalize(labeled, dim=1))
     return PoolView(
         size=len(pool_images),
         probs=joined(probs),

@@ -334,7 +334,8 @@ def acquisition_representation(
     config: RunConfig, runtime: Runtime, data: ImageData | FeatureData | object
 ) -> torch.Tensor | None:
     """The training rows of the representation the config's acquisition reads
-    (`config.acquisition_encoder`), on the CPU; None for the round's model's embedding.
+    (`config.acquisition_encoder`), L2-normalised, on the CPU; None for the round's model's
+    embedding.
 
     Arch frozen reads its own features; otherwise the named encoder embeds the data (through
     the cache: once per dataset and encoder), its frozen-encoder settings at their defaults.
@@ -343,7 +344,7 @@ def acquisition_representation(
     if name == MODEL_REPRESENTATION:
         return None
     if isinstance(data, FeatureData):
-        return data.train_x
+        return F.normalize(data.train_x.float(), dim=1)
     encoded = dataclasses.replace(config, encoder=name)
     if isinstance(data, ImageData):
         device = resolve_device(runtime.device)
@@ -354,4 +355,4 @@ def acquisition_representation(
     if not torch.equal(features.train_y.cpu(), data.train_y.cpu()):
         raise DataError(f"the {name} representation of {config.dataset} does not line up with "
                         "its training examples (labels differ)")  # fmt: skip
-    return features.train_x
+    return F.normalize(features.train_x.float(), dim=1)

@@ -17,10 +17,11 @@ from archdal.data import make_split
 from archdal.frozen import FrozenHead
 from archdal.pool import DROPOUT_FLIPS, FEATURE_DROPOUT, PoolView, compute_view
 from archdal.strategies import REGISTRY, clustering
+from archdal.strategies import typiclust as typiclust_module
 from archdal.strategies.dropquery import dropquery, dropquery_candidates
 from archdal.strategies.initial import balanced_by_cluster, initial_pool
 from archdal.strategies.probcover import probcover, purity_radius
-from archdal.strategies.typiclust import NEIGHBOURS, typicality, typiclust
+from archdal.strategies.typiclust import NEIGHBOURS, ClusterNeighbours, typiclust
 
 NEW = ("typiclust", "probcover", "dropquery")
 
@@ -46,14 +47,22 @@ def blobs(sizes, dim=3, spread=0.05, seed=0):
 # --- TypiClust --------------------------------------------------------------------------
 
 
-def test_typicality_is_the_inverse_mean_distance_to_the_nearest_neighbours():
-    x = torch.randn(30, 4, generator=rng(1))
-    d = dense(x)
-    np.fill_diagonal(d, np.inf)
-    for k in (3, NEIGHBOURS):
-        want = 1 / np.sort(d, axis=1)[:, : min(k, 29)].mean(axis=1)
-        np.testing.assert_allclose(typicality(x, k).numpy(), want, rtol=1e-4)
-    assert typicality(x[:1]).tolist() == [0.0]
+def test_typicality_is_the_inverse_mean_distance_to_the_nearest_neighbours(monkeypatch):
+    monkeypatch.setattr(typiclust_module, "SPARE", 2)  # so that removals force refreshes
+    x = torch.randn(60, 4, generator=rng(1))
+    neighbours = ClusterNeighbours(x)
+    left = list(range(60))
+    for taken in (None, 5, 17, 18, 40, 2, 3, 4, 6, 7, 8, 9):
+        if taken is not None:
+            neighbours.take(taken)
+            left.remove(taken)
+        d = dense(x[left])
+        np.fill_diagonal(d, np.inf)
+        k = min(NEIGHBOURS, len(left) // 2)
+        want = np.full(60, -np.inf)
+        want[left] = 1 / np.sort(d, axis=1)[:, :k].mean(axis=1)
+        np.testing.assert_allclose(neighbours.typicality().numpy(), want, rtol=1e-4)
+    assert ClusterNeighbours(x[:1]).typicality().tolist() == [0.0]
 
 
 def test_typiclust_visits_unlabelled_clusters_largest_first_taking_the_most_typical():
@@ -66,8 +75,25 @@ def test_typiclust_visits_unlabelled_clusters_largest_first_taking_the_most_typi
         members = points[1 + lo : 1 + hi]
         d = dense(members)
         np.fill_diagonal(d, np.inf)
-        score = 1 / np.sort(d, axis=1)[:, : min(NEIGHBOURS, len(members) - 1)].mean(axis=1)
+        score = 1 / np.sort(d, axis=1)[:, : min(NEIGHBOURS, len(members) // 2)].mean(axis=1)
         assert pick == lo + int(np.argmax(score))
+
+
+def test_typiclust_recomputes_typicality_without_labelled_points_and_earlier_picks(
+    monkeypatch,
+):
+    # one cluster: every pick is the most typical of the unlabelled points left
+    monkeypatch.setattr(typiclust_module, "CLUSTER_CAP", 1)
+    points = torch.randn(40, 3, generator=rng(9))
+    labeled, pool = points[:4], points[4:]
+    picks = typiclust(pool, labeled, 4, rng()).tolist()
+    left = list(range(36))
+    for pick in picks:
+        d = dense(pool[left])
+        np.fill_diagonal(d, np.inf)
+        score = 1 / np.sort(d, axis=1)[:, : min(NEIGHBOURS, len(left) // 2)].mean(axis=1)
+        assert pick == left[int(np.argmax(score))]
+        left.remove(pick)
 
 
 # --- ProbCover --------------------------------------------------------------------------
@@ -140,8 +166,14 @@ def test_dropout_flips_equal_a_direct_computation():
         dropped = torch.nn.functional.dropout(x, FEATURE_DROPOUT, training=True)
         direct += head.classifier(dropped).argmax(1) != clean
     assert torch.equal(view.dropout_flips, direct)
-    candidates = dropquery_candidates(view.dropout_flips)
-    assert candidates.tolist() == [i for i in range(64) if int(direct[i]) >= 2]
+
+
+def test_dropquery_lowers_its_threshold_until_it_has_25_candidates_per_pick():
+    flips = torch.tensor([3] * 10 + [2] * 40 + [1] * 100 + [0] * 50)
+    flips = flips[torch.randperm(200, generator=rng(8))]
+    for n, least in ((2, 2), (3, 1), (10, 1)):  # 50 points flip twice or more: enough for 2
+        got = dropquery_candidates(flips, n)
+        assert got.tolist() == (flips >= least).nonzero().squeeze(1).tolist()
 
 
 def test_dropquery_picks_candidates_nearest_their_centres():
@@ -149,7 +181,7 @@ def test_dropquery_picks_candidates_nearest_their_centres():
     flips = torch.zeros(45, dtype=torch.long)
     flips[::2] = 3  # every other point is a candidate
     got = dropquery(x, flips, 3, rng(2))
-    candidates = dropquery_candidates(flips)
+    candidates = dropquery_candidates(flips, 3)
     labels, centres = clustering.kmeans(x[candidates], 3, rng(2))  # the same draw
     labels, d = labels.numpy(), dense(x[candidates], centres)
     want = [int(candidates[np.flatnonzero(labels == c)[np.argmin(d[labels == c, c])]])
@@ -163,6 +195,8 @@ def test_dropquery_takes_every_candidate_when_there_are_too_few():
     flips[[3, 17]] = 2
     got = dropquery(x, flips, 8, rng()).tolist()
     assert got[:2] == [3, 17] and len(set(got)) == 8
+    rest = torch.tensor([i for i in range(40) if i not in (3, 17)])
+    assert got[2:] == rest[torch.randperm(38, generator=rng())[:6]].tolist()  # uniform draws
 
 
 # --- every new strategy -----------------------------------------------------------------
@@ -271,7 +305,8 @@ def test_images_default_to_the_cached_pixels_representation(shared_cache):
     config = RunConfig(dataset="digits", strategy="typiclust", init_size=20)
     got = acquisition_representation(config, Runtime(cache_dir=shared_cache), data)
     pixels = dataclasses.replace(config, arch="frozen", encoder="pixels")
-    assert torch.equal(got, image_features(data, pixels, shared_cache).train_x)
+    want = image_features(data, pixels, shared_cache).train_x
+    assert torch.equal(got, torch.nn.functional.normalize(want, dim=1))  # unit rows
     model = dataclasses.replace(config, acq_representation="model")
     assert acquisition_representation(model, Runtime(cache_dir=shared_cache), data) is None
 

@@ -4,12 +4,14 @@ by k-means.
 
 The pool pass (`archdal.pool.dropout_flips`) classifies each point's penultimate embedding
 M = 3 times with dropout of rate 0.75 on it; a point whose prediction changes in more than
-half of the passes is a candidate. k-means with B centres on the candidates' representation
-(seeded), and the candidate nearest each centre, give the batch. With at most B candidates
-(a confident model, or a small pool) every candidate is taken, and the rest of the batch is
-chosen by the same rule, B' centres on the other points; any shortfall (duplicated points
-make fewer distinct clusters) is filled uniformly at random. Memory is the k-means' and
-N × D for the distances to the centres, in blocks.
+half of the passes is a candidate, and while that leaves fewer than `CANDIDATE_FACTOR` (25)
+× B candidates the threshold is lowered one pass at a time, down to any change (the authors'
+code does the same). k-means with B centres on the candidates' representation (L2-normalised
+rows, seeded), and the candidate nearest each centre, give the batch. With at most B
+candidates (a confident model, or a small pool) every candidate is taken and the rest of
+the batch is drawn uniformly at random from the other points, as in the authors' code; so
+is any shortfall when duplicated points make fewer distinct clusters. Memory is the
+k-means' and N × D for the distances to the centres, in blocks.
 """
 
 from __future__ import annotations
@@ -20,22 +22,24 @@ from archdal.pool import DROPOUT_FLIPS, FEATURE_DROPOUT_PASSES, REPRESENTATION, 
 from archdal.strategies.base import REGISTRY, Strategy
 from archdal.strategies.clustering import centre_picks, fill_random
 
+CANDIDATE_FACTOR = 25
 
-def dropquery_candidates(flips: torch.Tensor) -> torch.Tensor:
-    """Positions whose prediction changed in more than half of the dropout passes."""
-    return (2 * flips > FEATURE_DROPOUT_PASSES).nonzero().squeeze(1)
+
+def dropquery_candidates(flips: torch.Tensor, n: int) -> torch.Tensor:
+    """Positions whose prediction changed in more than half of the dropout passes, or in
+    fewer while that leaves under `CANDIDATE_FACTOR`·n of them (never in none)."""
+    threshold = FEATURE_DROPOUT_PASSES // 2
+    while threshold > 0 and int((flips > threshold).sum()) < CANDIDATE_FACTOR * n:
+        threshold -= 1
+    return (flips > threshold).nonzero().squeeze(1)
 
 
 def dropquery(x: torch.Tensor, flips: torch.Tensor, n: int, rng: torch.Generator) -> torch.Tensor:
     """n distinct positions of the rows of `x` by DropQuery."""
-    candidates = dropquery_candidates(flips)
+    candidates = dropquery_candidates(flips, n)
     if len(candidates) > n:
-        return fill_random(candidates[centre_picks(x[candidates], n, rng)], len(x), n, rng)
-    others = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    others[candidates] = False
-    others = others.nonzero().squeeze(1)
-    rest = others[centre_picks(x[others], n - len(candidates), rng)]
-    return fill_random(torch.cat([candidates, rest]), len(x), n, rng)
+        candidates = candidates[centre_picks(x[candidates], n, rng)]
+    return fill_random(candidates, len(x), n, rng)
 
 
 def select_dropquery(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
