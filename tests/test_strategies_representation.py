@@ -235,6 +235,17 @@ def test_kmeans_shares_differ_by_at_most_one_and_small_clusters_give_way():
     assert counts.max() - counts.min() <= 1
 
 
+def test_many_centres_on_unstructured_embeddings_leave_no_giant_cluster():
+    # scikit-learn's MiniBatchKMeans put 2,030 of 11,000 such points in one of 500 clusters
+    x = torch.nn.functional.normalize(torch.randn(4000, 256, generator=rng(10)), dim=1)
+    labels, centres = clustering.kmeans(x, 200, rng(11))
+    sizes = torch.bincount(labels)
+    assert len(centres) == len(sizes) == 200 and sizes.min() >= 1
+    assert sizes.max() <= 5 * 4000 / 200
+    again, _ = clustering.kmeans(x, 200, rng(11))
+    assert torch.equal(labels, again)
+
+
 @pytest.mark.parametrize("strategy", ["kmeans", "typiclust", "probcover"])
 def test_initial_pools_are_a_pure_function_of_representation_sizes_and_seed(strategy):
     data = make_synthetic(n_train=300, n_test=10, num_classes=4, size=8)

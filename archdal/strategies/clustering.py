@@ -1,15 +1,18 @@
 """Seeded k-means and bounded nearest-neighbour helpers that the representation-based
 strategies (TypiClust, ProbCover, DropQuery) and the initial pools share.
 
-k-means is scikit-learn's: `KMeans` (Lloyd, one k-means++ start) up to `FULL_KMEANS_MAX`
-clusters, `MiniBatchKMeans` beyond, as TypiClust's authors do, since a Lloyd pass over
-100,000 × 512 points with 1,000 centres costs seconds per iteration. Beyond it the centres
-start at random points rather than k-means++: scikit-learn's k-means++ seeding of 500
-centres on 4,000 × 512 points took 60-70 s here (shared 2-core CPU), the mini-batch
-iterations after a random start about 1 s. Its seed is drawn from
-the trajectory's generator, so a selection stays a pure function of view and generator.
-The number of clusters is capped by the number of distinct rows, so duplicated points never
-leave clusters empty.
+k-means is scikit-learn's `KMeans` (Lloyd, one k-means++ start) up to `FULL_KMEANS_MAX`
+clusters, and faiss's Lloyd k-means (`FAISS_ITERATIONS` iterations from random points, each
+centre trained on at most 256 points, empty clusters split) beyond, where a k-means++ start
+is too slow (scikit-learn's seeding of 500 centres on 4,000 × 512 points took 60-70 s
+here). scikit-learn's `MiniBatchKMeans`, which TypiClust's authors use, stops early and on
+512-dimensional embeddings without strong cluster structure leaves a few clusters holding
+most points and the rest near empty (11,000 points, 500 centres: 17 clusters of more than
+5 points, the largest 2,030); faiss's are even (all 500 of 5 to 34 points, 1.6 s on one
+thread). Seeds are drawn from the trajectory's generator and faiss runs on torch's thread
+count, so a selection stays a pure function of view, generator and threads. The number of
+clusters is capped by the number of distinct rows, so duplicated points never leave
+clusters empty.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 
 from archdal.strategies.base import CHUNK_ROWS, mean_row, row_sq_norms
 
-FULL_KMEANS_MAX = 50
+FULL_KMEANS_MAX, FAISS_ITERATIONS = 50, 20
 # Elements of one block of distances (64 MiB of float32): what any chunked loop holds.
 BLOCK_ELEMENTS = 1 << 24
 
@@ -47,26 +50,39 @@ def distinct_rows(x: torch.Tensor) -> int:
 def kmeans(x: torch.Tensor, k: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster ids (N, on x's device) and centres (k'×D) of a seeded k-means with
     k' = min(k, distinct rows) clusters; ids are 0..k'−1, every cluster non-empty."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.cluster import KMeans
 
     k = max(1, min(k, distinct_rows(x)))
     seed = draw_seed(rng)
-    points = x.detach().float().cpu().numpy()
+    points = x.detach().float().cpu().contiguous().numpy()
     if k <= FULL_KMEANS_MAX:
         estimator = KMeans(n_clusters=k, n_init=1, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence notes on tiny or degenerate inputs
+            labels = torch.from_numpy(estimator.fit_predict(points)).long()
+        found = estimator.cluster_centers_
     else:
-        batch = max(1024, 2 * k)
-        estimator = MiniBatchKMeans(
-            n_clusters=k, init="random", n_init=1, random_state=seed, batch_size=batch,
-            init_size=min(len(points), 3 * batch),
-        )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence notes on tiny or degenerate inputs
-        labels = torch.from_numpy(estimator.fit_predict(points)).long()
-    # renumber the non-empty clusters 0..k'−1, in order of their first member
+        labels, found = faiss_kmeans(points, k, seed)
+    # renumber the non-empty clusters 0..k'−1 (their ids in order)
     used, labels = torch.unique(labels, return_inverse=True)
-    centres = torch.from_numpy(estimator.cluster_centers_[used.numpy()]).float()
+    centres = torch.from_numpy(found[used.numpy()]).float()
     return labels.to(x.device), centres.to(x.device)
+
+
+def faiss_kmeans(points, k: int, seed: int):
+    """(labels, centres) of faiss's Lloyd k-means on float32 rows, on torch's threads."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    try:
+        estimator = faiss.Kmeans(points.shape[1], k, niter=FAISS_ITERATIONS, seed=seed,
+                                 min_points_per_centroid=1)  # fmt: skip
+        estimator.train(points)
+        _, nearest = estimator.index.search(points, 1)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return torch.from_numpy(nearest[:, 0]).long(), estimator.centroids
 
 
 def nearest_members(x: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
