@@ -14,9 +14,12 @@ import torch
 from archdal import RunConfig, make_synthetic
 from archdal.cli import main
 from archdal.data import make_split
+from archdal.errors import ConfigError
 from archdal.frozen import FrozenHead
 from archdal.pool import DROPOUT_FLIPS, FEATURE_DROPOUT, PoolView, compute_view
 from archdal.strategies import REGISTRY, clustering
+from archdal.strategies import probcover as pc
+from archdal.strategies.base import min_sq_distance_to
 from archdal.strategies.dropquery import dropquery, dropquery_candidates
 from archdal.strategies.initial import balanced_by_cluster, initial_pool
 from archdal.strategies.probcover import probcover, purity_radius
@@ -122,6 +125,64 @@ def test_probcover_fills_uniformly_once_everything_is_covered():
     pool[10:] += 100  # two tight groups: two picks cover everything
     got = probcover(pool, pool[:0], 6, rng(), 2, 1.0).tolist()
     assert got[:2] == [0, 10] and len(set(got)) == 6
+
+
+def overlapping_blobs(n=3000, dim=32, classes=10, seed=0):
+    """Ten unit Gaussians whose centres are about as far apart as their points."""
+    g = rng(seed)
+    centres = torch.randn(classes, dim, generator=g)
+    return centres[torch.arange(n) % classes] + torch.randn(n, dim, generator=g)
+
+
+def edge_keys(graph, size):
+    sources, targets = graph
+    return sources.long() * size + targets.long()
+
+
+def covered_fraction(pool, labeled, picks, delta):
+    centres = torch.cat([labeled, pool[picks]]).double()
+    return float((min_sq_distance_to(pool.double(), centres) < delta * delta).double().mean())
+
+
+@pytest.fixture
+def ivf_pool(monkeypatch):
+    """3,000 clustered points, 60 of them labelled, on the IVF path (threshold 1,000)."""
+    monkeypatch.setattr(pc, "EXACT_MAX", 1_000)
+    points = overlapping_blobs()
+    return points[60:], points[:60]
+
+
+def test_probcover_ivf_graph_is_most_of_the_exact_graph_and_nothing_else(ivf_pool):
+    pool, labeled = ivf_pool
+    delta = purity_radius(torch.cat([labeled, pool]), 10, rng())
+    exact = edge_keys(pc.exact_ball_graph(pool.double(), delta), len(pool))
+    found = edge_keys(pc.ball_graph(pool, delta, rng()), len(pool))
+    assert len(exact) > 5 * len(pool)  # balls of several points, not only their centres
+    assert torch.isin(found, exact).all() and torch.equal(found, torch.unique(found))
+    assert torch.isin(torch.arange(len(pool)) * (len(pool) + 1), found).all()  # self edges
+    assert len(found) / len(exact) >= 0.99  # measured 0.996 with IVF_PROBES = 16
+
+
+def test_probcover_ivf_picks_cover_nearly_what_exact_picks_cover(ivf_pool, monkeypatch):
+    pool, labeled = ivf_pool
+    delta = purity_radius(torch.cat([labeled, pool]), 10, rng())
+    approximate = probcover(pool, labeled, 100, rng(1), 10, delta)
+    monkeypatch.setattr(pc, "EXACT_MAX", len(pool))
+    exact = probcover(pool, labeled, 100, rng(1), 10, delta)
+    ratio = covered_fraction(pool, labeled, approximate, delta) / covered_fraction(
+        pool, labeled, exact, delta
+    )
+    assert ratio >= 0.98  # measured 0.99x
+
+
+def test_probcover_ivf_path_is_deterministic_and_keeps_the_edge_cap(ivf_pool, monkeypatch):
+    pool, labeled = ivf_pool
+    a = probcover(pool, labeled, 50, rng(2), 10)
+    assert a.tolist() == probcover(pool, labeled, 50, rng(2), 10).tolist()
+    assert len(set(a.tolist())) == 50
+    monkeypatch.setattr(pc, "MAX_EDGES", 10_000)
+    with pytest.raises(ConfigError, match=r"more than 10,000 pairs.*smaller --probcover-delta"):
+        probcover(pool, labeled, 50, rng(2), 10, 100.0)
 
 
 # --- DropQuery --------------------------------------------------------------------------
