@@ -14,10 +14,13 @@ import torch
 from archdal import RunConfig, make_synthetic
 from archdal.cli import main
 from archdal.data import make_split
+from archdal.errors import ConfigError
 from archdal.frozen import FrozenHead
 from archdal.pool import DROPOUT_FLIPS, FEATURE_DROPOUT, PoolView, compute_view
 from archdal.strategies import REGISTRY, clustering
+from archdal.strategies import probcover as pc
 from archdal.strategies import typiclust as typiclust_module
+from archdal.strategies.base import min_sq_distance_to
 from archdal.strategies.dropquery import dropquery, dropquery_candidates
 from archdal.strategies.initial import balanced_by_cluster, initial_pool
 from archdal.strategies.probcover import probcover, purity_radius
@@ -148,6 +151,76 @@ def test_probcover_fills_uniformly_once_everything_is_covered():
     pool[10:] += 100  # two tight groups: two picks cover everything
     got = probcover(pool, pool[:0], 6, rng(), 2, 1.0).tolist()
     assert got[:2] == [0, 10] and len(set(got)) == 6
+
+
+def overlapping_blobs(n=3000, dim=32, classes=10, seed=0):
+    """Ten unit Gaussians whose centres are about as far apart as their points."""
+    g = rng(seed)
+    centres = torch.randn(classes, dim, generator=g)
+    return centres[torch.arange(n) % classes] + torch.randn(n, dim, generator=g)
+
+
+def edge_keys(graph, size):
+    sources, targets = graph
+    return sources.long() * size + targets.long()
+
+
+def covered_fraction(pool, labeled, picks, delta):
+    centres = torch.cat([labeled, pool[picks]]).double()
+    return float((min_sq_distance_to(pool.double(), centres) < delta * delta).double().mean())
+
+
+@pytest.fixture
+def ivf_pool(monkeypatch):
+    """3,000 clustered points, 60 of them labelled, on the IVF path (threshold 1,000)."""
+    monkeypatch.setattr(pc, "EXACT_MAX", 1_000)
+    points = overlapping_blobs()
+    return points[60:], points[:60]
+
+
+def test_probcover_ivf_balls_are_most_of_the_exact_balls_and_nothing_else(ivf_pool):
+    pool, labeled = ivf_pool
+    delta = purity_radius(torch.cat([labeled, pool]), 10, rng())
+    _, *found, covered = pc.ivf_balls(pool, labeled, 10, delta, rng())
+    exact = edge_keys(pc.exact_ball_graph(pool.double(), delta), len(pool))
+    found = edge_keys(found, len(pool))
+    assert len(exact) > 5 * len(pool)  # balls of several points, not only their centres
+    assert torch.isin(found, exact).all() and torch.equal(found, torch.unique(found))
+    assert torch.isin(torch.arange(len(pool)) * (len(pool) + 1), found).all()  # self edges
+    assert len(found) / len(exact) >= 0.97  # measured 0.982
+    exact_covered = min_sq_distance_to(pool.double(), labeled.double()) < delta * delta
+    assert not (covered & ~exact_covered).any()
+    assert covered.sum() >= 0.97 * exact_covered.sum()  # measured 438 of 446
+
+
+def test_probcover_sampled_radius_is_near_the_exact_one(ivf_pool):
+    # the exact δ itself moves by ±3% with the k-means seed here: compare means over seeds
+    points = torch.cat(ivf_pool[::-1])
+    exact = np.mean([purity_radius(points, 10, rng(s)) for s in range(5)])
+    sampled = np.mean([pc.sampled_purity_radius(points, 10, rng(s)) for s in range(5)])
+    assert abs(sampled / exact - 1) < 0.03  # measured −1.6%
+
+
+def test_probcover_ivf_picks_cover_nearly_what_exact_picks_cover(ivf_pool, monkeypatch):
+    pool, labeled = ivf_pool
+    delta = purity_radius(torch.cat([labeled, pool]), 10, rng())
+    approximate = probcover(pool, labeled, 100, rng(1), 10, delta)
+    monkeypatch.setattr(pc, "EXACT_MAX", len(pool))
+    exact = probcover(pool, labeled, 100, rng(1), 10, delta)
+    ratio = covered_fraction(pool, labeled, approximate, delta) / covered_fraction(
+        pool, labeled, exact, delta
+    )
+    assert ratio >= 0.98  # measured 1.000
+
+
+def test_probcover_ivf_path_is_deterministic_and_keeps_the_edge_cap(ivf_pool, monkeypatch):
+    pool, labeled = ivf_pool
+    a = probcover(pool, labeled, 50, rng(2), 10)
+    assert a.tolist() == probcover(pool, labeled, 50, rng(2), 10).tolist()
+    assert len(set(a.tolist())) == 50
+    monkeypatch.setattr(pc, "MAX_EDGES", 10_000)
+    with pytest.raises(ConfigError, match=r"more than 10,000 pairs.*smaller --probcover-delta"):
+        probcover(pool, labeled, 50, rng(2), 10, 100.0)
 
 
 # --- DropQuery --------------------------------------------------------------------------
