@@ -23,10 +23,11 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-from scipy.stats import ttest_rel
 
 from archdal import Runtime, Trajectory
+from archdal.analysis.metrics import paired_p_value
 from archdal.families import load_data
 from archdal.sweep.grid import expand
 from archdal.sweep.presets import PRESETS
@@ -81,7 +82,7 @@ def print_tables(rows: dict[tuple, dict], at: list[int]) -> None:
             mine = [100 * a["test_acc"][str(n)] for a, _ in pairs]
             base = [100 * b["test_acc"][str(n)] for _, b in pairs]
             gap = statistics.mean(m - b for m, b in zip(mine, base, strict=True))
-            p = ttest_rel(mine, base).pvalue if len(pairs) > 1 else float("nan")
+            p = paired_p_value(np.array(mine), np.array(base))
             cells.append(f"{gap:+.1f} (p {p:.2g})")
         print(f"| {dataset} | {encoder} | {initial} | {strategy} | " + " | ".join(cells)
               + f" | {len(pairs)} |")  # fmt: skip

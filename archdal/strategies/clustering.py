@@ -17,6 +17,7 @@ clusters empty.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -69,19 +70,27 @@ def kmeans(x: torch.Tensor, k: int, rng: torch.Generator) -> tuple[torch.Tensor,
     return labels.to(x.device), centres.to(x.device)
 
 
-def faiss_kmeans(points, k: int, seed: int):
-    """(labels, centres) of faiss's Lloyd k-means on float32 rows, on torch's threads."""
+@contextlib.contextmanager
+def faiss_threads():
+    """faiss's OpenMP threads set to torch's for the block (restored after), so that its
+    results depend on the same thread count as torch's."""
     import faiss
 
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(torch.get_num_threads())
     try:
+        yield faiss
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def faiss_kmeans(points, k: int, seed: int):
+    """(labels, centres) of faiss's Lloyd k-means on float32 rows, on torch's threads."""
+    with faiss_threads() as faiss:
         estimator = faiss.Kmeans(points.shape[1], k, niter=FAISS_ITERATIONS, seed=seed,
                                  min_points_per_centroid=1)  # fmt: skip
         estimator.train(points)
         _, nearest = estimator.index.search(points, 1)
-    finally:
-        faiss.omp_set_num_threads(threads)
     return torch.from_numpy(nearest[:, 0]).long(), estimator.centroids
 
 

@@ -62,6 +62,7 @@ from archdal.strategies.base import (
 from archdal.strategies.clustering import (
     block_rows,
     draw_seed,
+    faiss_threads,
     fill_random,
     kmeans,
     pairwise_sq_blocks,
@@ -160,20 +161,14 @@ def ivf_cells(
     centres: the centres of a seeded faiss k-means with `ivf_lists` cells fitted on
     `IVF_TRAIN_PER_LIST` sampled points per cell; the distances by matrix products (3× faster
     here than faiss's flat search)."""
-    import faiss
-
     lists = ivf_lists(len(x))
     seed = draw_seed(rng)
     sample = torch.randperm(len(x), generator=rng)[: IVF_TRAIN_PER_LIST * lists]
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(torch.get_num_threads())
-    try:
+    with faiss_threads() as faiss:
         quantizer = faiss.Kmeans(
             x.shape[1], lists, niter=IVF_TRAIN_ITERATIONS, seed=seed, min_points_per_centroid=1
         )
         quantizer.train(x[sample].numpy())
-    finally:
-        faiss.omp_set_num_threads(threads)
     centres = torch.from_numpy(quantizer.centroids)
     nearest = [d.topk(probes, dim=1, largest=False) for _, d in pairwise_sq_blocks(x, centres)]
     return torch.cat([n.indices for n in nearest]), torch.cat([n.values for n in nearest])
