@@ -13,9 +13,10 @@ point's ball is pure exactly while δ is at most the distance r(x) to its neares
 another pseudo-label, and δ is the ⌈α·N⌉-th largest r(x).
 
 Pools of up to `EXACT_MAX` (10,000) points take the exact path: k-means on all points,
-r(x) for every point, the δ-graph from all pairs; O(N²·D) time, 11 s for 10,000 × 512 on
-one core here, 39 s for 20,000. Larger pools take an approximate path (1.8 s at 10,000,
-3.4 s at 20,000), with all points, labelled and unlabelled, in one set:
+r(x) for every point, the δ-graph from all pairs; O(N²·D) time (one-off timings on one
+core here: 11 s for 10,000 × 512, 39 s for 20,000, against 1.8 s and 3.4 s for the
+approximate path, which is why the threshold sits at 10,000). Larger pools take that
+approximate path, with all points, labelled and unlabelled, in one set:
 - Pseudo-labels: the k-means is fitted on `PSEUDO_LABEL_SAMPLE_PER_CLASS` (256) sampled
   points per class (as faiss samples for its k-means); each point gets its nearest centre.
 - δ from `PURITY_SAMPLE` (1,000) sampled points' exact r(x), against all points: the
