@@ -96,11 +96,15 @@ def test_a_refused_run_leaves_no_folder(tmp_path, tiny_data, monkeypatch):
     assert not out.exists()
 
 
-def test_a_cut_rounds_file_is_rewritten_from_the_checkpoint(tmp_path, tiny_data):
+@pytest.mark.parametrize("damage", ["cut", "missing"])  # missing: killed between the two writes
+def test_a_cut_rounds_file_is_rewritten_from_the_checkpoint(tmp_path, tiny_data, damage):
     config = tiny_config(rounds=2)
     run(config, tmp_path, CPU, progress=None, data=tiny_data)
     whole = (tmp_path / "rounds.jsonl").read_text()
-    (tmp_path / "rounds.jsonl").write_text(whole[:50])
+    if damage == "cut":
+        (tmp_path / "rounds.jsonl").write_text(whole[:50])
+    else:
+        (tmp_path / "rounds.jsonl").unlink()
     lines = []
     run(config, tmp_path, CPU, progress=lines.append, data=tiny_data)
     assert "already complete" in lines[0]
