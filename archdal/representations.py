@@ -7,7 +7,8 @@ used. A lock file beside it lets one process embed while concurrent trials wait 
 read what it wrote; `io.atomic_write` means no reader ever sees half a file.
 
 Encoders (`archdal.encoders`): `pixels`, a seeded PCA of the raw training pixels;
-`deepcluster`, a ResNet-18 trained by DeepCluster on the training images; text, a
+`deepcluster` and `simclr`, a ResNet-18 trained by DeepCluster or by SimCLR on the training
+images; text, a
 sentence-transformers model (mean pooling for a plain Hugging Face directory), which
 batches its inputs sorted by length.
 """
@@ -35,6 +36,7 @@ from archdal.io import atomic_write
 from archdal.models import ALModel, build_model
 from archdal.pool import embed_inputs
 from archdal.pretrain import pretrain_backbone
+from archdal.simclr import simclr_backbone
 from archdal.textdata import (
     Corpus,
     RawText,
@@ -46,7 +48,7 @@ from archdal.textdata import (
 from archdal.train import resolve_device
 
 FORMAT = "archdal-representations/1"
-DEEPCLUSTER_ARCH = "resnet18"
+TRAINED_ENCODER_ARCH = "resnet18"  # the network deepcluster and simclr train
 # Texts per encoder batch at most: length-sorted batches of 64 Banking77 texts embedded at
 # 45-61 examples/s on one thread here, batches of 1,024 at 16 (each pads to its longest).
 TEXT_BATCH = 64
@@ -231,20 +233,24 @@ def _normalized(tensors: dict[str, torch.Tensor], normalize: bool) -> dict[str, 
     return {k: F.normalize(v.float(), dim=1) if normalize else v for k, v in tensors.items()}
 
 
-def embed_deepcluster(
+def embed_trained_encoder(
     data: ImageData, config: RunConfig, device: torch.device, batch_size: int
 ) -> dict[str, torch.Tensor]:
-    """DeepCluster on the training images under the encoder's own seed (shared by every AL
-    seed), then the backbone's penultimate features (dropout off) of every image."""
+    """DeepCluster or SimCLR (the config's encoder) on the training images under the
+    encoder's own seed (shared by every AL seed), then the backbone's penultimate features
+    (dropout off) of every image."""
     c = dataclasses.replace(config, seed=config.encoder_options.seed)
     mean, std = data.channel_stats()
     dims = (data.num_classes, data.channels, c.width, 0.0, mean, std)
 
     def make() -> ALModel:
-        return build_model(DEEPCLUSTER_ARCH, *dims).to(device)
+        return build_model(TRAINED_ENCODER_ARCH, *dims).to(device)
 
     train, test = data.train_x.to(device), data.test_x.to(device)
-    backbone = pretrain_backbone(make, train, c, batch_size)
+    if config.encoder == "simclr":
+        backbone = simclr_backbone(make, train, c)
+    else:
+        backbone = pretrain_backbone(make, train, c, batch_size)
     model = make()
     model.load_state_dict(backbone | model.classifier_state())
     return {"train": embed_inputs(model, train, batch_size).cpu(),
@@ -258,8 +264,8 @@ def _image_settings(config: RunConfig) -> dict[str, object]:
                                    "normalize": o.normalize}  # fmt: skip
     if config.encoder == "pixels":
         return settings | {"dims": o.dims}
-    c = config  # DeepCluster's training reads these (`archdal.pretrain`)
-    return settings | {"arch": DEEPCLUSTER_ARCH, "width": c.width, "batch_size": c.batch_size,
+    c = config  # DeepCluster's and SimCLR's training read these
+    return settings | {"arch": TRAINED_ENCODER_ARCH, "width": c.width, "batch_size": c.batch_size,
                        "optimizer": c.optimizer, "momentum": c.momentum,
                        "weight_decay": c.weight_decay, "warmup_fraction": c.warmup_fraction,
                        "pretrain": dataclasses.asdict(c.pretrain_options)}  # fmt: skip
@@ -284,7 +290,9 @@ def image_features(
         if config.encoder == "pixels":
             embedded = embed_pixels(data.train_x, data.test_x, o.dims, o.seed)
         else:
-            embedded = embed_deepcluster(data, config, device or torch.device("cpu"), batch_size)
+            embedded = embed_trained_encoder(
+                data, config, device or torch.device("cpu"), batch_size
+            )
         return _normalized(embedded, o.normalize)
 
     t = cached(entry_path(cache_dir, data.name, config.encoder, key), key, rows, compute)

@@ -162,8 +162,8 @@ def test_frozen_presets_have_encoders_as_the_architecture_factor():
     assert {c.encoder for c in text} == {"minilm"} and {c.head for c in text} == {"linear"}
     assert {(c.init_size, c.acq_size, c.rounds, c.lr) for c in text} == {(200, 200, 9, 0.1)}
     images = expand(PRESETS["frozen-images"], {"seeds": (0, 1)})
-    assert len(images) == 2 * 2 * len(LINEAR_HEAD_STRATEGIES) * 2
-    assert {c.encoder for c in images} == {"pixels", "deepcluster"}
+    assert len(images) == 2 * 3 * len(LINEAR_HEAD_STRATEGIES) * 2
+    assert {c.encoder for c in images} == {"pixels", "deepcluster", "simclr"}
     names = [trial_name(c) for c in text + images]
     assert len(set(names)) == len(names)
     assert "banking77-frozen-minilm-badge-none-s0-i200-a200" in names
