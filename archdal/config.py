@@ -334,6 +334,11 @@ class EncoderOptions:
     dims: int = option(64, "pixels: PCA components", POSITIVE)
     seed: int = option(0, "seeds the encoder's own randomness (PCA), shared by every AL seed",
                        NON_NEGATIVE)  # fmt: skip
+    weights: str = option("", "torchvision:<arch>: a file holding the architecture's state "
+                          "dict (without one, --download fetches torchvision's default "
+                          "weights)")  # fmt: skip
+    image_size: int = option(224, "torchvision:<arch>: images are resized to this side",
+                             POSITIVE)  # fmt: skip
 
 
 def _datasets() -> tuple[str, ...]:
@@ -429,9 +434,9 @@ class RunConfig:
                                        "bbdropout, pdarts)")  # fmt: skip
     arch_source: str = option("", "spo/upo: a stage-one architecture file to load")
     # Frozen encoders (arch frozen): every round trains only a head on cached embeddings.
-    encoder: str = option("", "frozen: the encoder: pixels, deepcluster or simclr (images); minilm "
-                          "or a "
-                          "local model directory (text)")  # fmt: skip
+    encoder: str = option("", "frozen: the encoder: pixels, deepcluster, simclr or "
+                          "torchvision:<arch> (images); minilm or a local model directory "
+                          "(text)")  # fmt: skip
     head: str = option("linear", "frozen: linear (logistic regression) or mlp (one hidden layer "
                        "with dropout); heads train with the frozen family's own protocol "
                        "(archdal.frozen.PROTOCOL)", OneOf(HEADS))  # fmt: skip

@@ -8,8 +8,8 @@ read what it wrote; `io.atomic_write` means no reader ever sees half a file.
 
 Encoders (`archdal.encoders`): `pixels`, a seeded PCA of the raw training pixels;
 `deepcluster` and `simclr`, a ResNet-18 trained by DeepCluster or by SimCLR on the training
-images; text, a
-sentence-transformers model (mean pooling for a plain Hugging Face directory), which
+images; `torchvision:<arch>`, a pretrained torchvision model (`archdal.torchvision_encoders`);
+text, a sentence-transformers model (mean pooling for a plain Hugging Face directory), which
 batches its inputs sorted by length.
 """
 
@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from archdal import registry
+from archdal import registry, torchvision_encoders
 from archdal.config import MODEL_REPRESENTATION, RunConfig, Runtime
 from archdal.data import ImageData
-from archdal.encoders import encoder_label, text_encoder_dir
+from archdal.encoders import encoder_label, text_encoder_dir, torchvision_arch
 from archdal.errors import DataError
 from archdal.io import atomic_write
 from archdal.models import ALModel, build_model
@@ -257,13 +257,16 @@ def embed_trained_encoder(
             "test": embed_inputs(model, test, batch_size).cpu()}  # fmt: skip
 
 
-def _image_settings(config: RunConfig) -> dict[str, object]:
+def _image_settings(config: RunConfig, download: bool) -> dict[str, object]:
     """Everything the config's image encoder reads."""
     o = config.encoder_options
     settings: dict[str, object] = {"encoder": config.encoder, "seed": o.seed,
                                    "normalize": o.normalize}  # fmt: skip
     if config.encoder == "pixels":
         return settings | {"dims": o.dims}
+    if torchvision_arch(config.encoder):
+        weights = torchvision_encoders.weights_identity(config, download)
+        return settings | {"weights": weights, "image_size": o.image_size}
     c = config  # DeepCluster's and SimCLR's training read these
     return settings | {"arch": TRAINED_ENCODER_ARCH, "width": c.width, "batch_size": c.batch_size,
                        "optimizer": c.optimizer, "momentum": c.momentum,
@@ -277,11 +280,14 @@ def image_features(
     cache_dir: Path,
     device: torch.device | None = None,
     batch_size: int = 1024,
+    download: bool = False,
 ) -> FeatureData:
-    """`data` embedded by the config's image encoder, from the cache when it was before."""
+    """`data` embedded by the config's image encoder, from the cache when it was before
+    (`download`: a torchvision encoder without a weights file fetches torchvision's)."""
     o = config.encoder_options
+    device = device or torch.device("cpu")
     key = entry_key(
-        _image_settings(config),
+        _image_settings(config, download),
         tensor_digest(data.train_x, data.train_y, data.test_x, data.test_y),
     )
     rows = {"train": len(data.train_y), "test": len(data.test_y)}
@@ -289,10 +295,14 @@ def image_features(
     def compute() -> dict[str, torch.Tensor]:
         if config.encoder == "pixels":
             embedded = embed_pixels(data.train_x, data.test_x, o.dims, o.seed)
+        elif torchvision_arch(config.encoder):
+            model = torchvision_encoders.load_encoder(config, download)
+            splits = {"train": data.train_x, "test": data.test_x}
+            embed = torchvision_encoders.embed_images
+            embedded = {k: embed(model, x, o.image_size, device, batch_size)
+                        for k, x in splits.items()}  # fmt: skip
         else:
-            embedded = embed_trained_encoder(
-                data, config, device or torch.device("cpu"), batch_size
-            )
+            embedded = embed_trained_encoder(data, config, device, batch_size)
         return _normalized(embedded, o.normalize)
 
     t = cached(entry_path(cache_dir, data.name, config.encoder, key), key, rows, compute)
@@ -334,7 +344,7 @@ def load_features(config: RunConfig, runtime: Runtime) -> FeatureData:
         data = registry.DATASETS.get(config.dataset).load(config, runtime)
         device = resolve_device(runtime.device)
         batch = runtime.eval_batch(device.type)
-        return image_features(data, config, cache_dir_of(runtime), device, batch)
+        return image_features(data, config, cache_dir_of(runtime), device, batch, runtime.download)
     return text_features(read_raw(config, runtime), config, runtime)
 
 
