@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,8 +43,12 @@ def test_a_second_process_on_a_running_out_is_refused(tmp_path):
     while not (out / "checkpoint.pt").exists():
         assert first.poll() is None, first.stderr.read()
         time.sleep(0.05)
-    second = _start(out, "--strategy", "margin", "--rounds", "8")  # the same run, resumed twice
-    _, err = second.communicate(timeout=120)
+    first.send_signal(signal.SIGSTOP)  # it holds the lock while the second starts, however fast
+    try:
+        second = _start(out, "--strategy", "margin", "--rounds", "8")  # the same run, twice
+        _, err = second.communicate(timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2 and err.count("\n") == 1, err
     assert f"--out {out} is in use by process {first.pid} on" in err
     assert first.wait(timeout=300) == 0
