@@ -16,6 +16,14 @@ from archdal.errors import ConfigError
 LOCK_FILE = ".archdal.lock"
 
 
+def hash_file(path: Path, digest: Any) -> Any:
+    """`digest` (a `hashlib` object) updated with the file's bytes, read in 1 MiB blocks."""
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -32,7 +32,7 @@ from archdal.config import MODEL_REPRESENTATION, RunConfig, Runtime
 from archdal.data import ImageData
 from archdal.encoders import encoder_label, text_encoder_dir, torchvision_arch
 from archdal.errors import DataError
-from archdal.io import atomic_write
+from archdal.io import atomic_write, hash_file
 from archdal.models import ALModel, build_model
 from archdal.pool import embed_inputs
 from archdal.pretrain import pretrain_backbone
@@ -101,9 +101,7 @@ def model_digest(directory: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         h.update(str(path.relative_to(directory)).encode() + b"\0")
-        with path.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(block)
+        hash_file(path, h)
     return h.hexdigest()
 
 

@@ -83,12 +83,7 @@ def simclr_backbone(
             for idx in order.tensor_split(steps):
                 batch = images[idx]
                 z = model(torch.cat([augmented_views(batch, rng), augmented_views(batch, rng)]))
-                loss = criterion(*z.chunk(2))
-                schedule.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                schedule.optimizer.step()
-                if schedule.per_step is not None:
-                    schedule.per_step.step()
+                schedule.minimise(criterion(*z.chunk(2)))
             if schedule.per_epoch is not None:
                 schedule.per_epoch.step()
     return {n: t for n, t in model.state_dict().items() if not n.startswith("classifier.")}

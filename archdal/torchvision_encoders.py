@@ -22,6 +22,7 @@ from torch import nn
 from archdal.config import RunConfig
 from archdal.encoders import torchvision_arch
 from archdal.errors import ConfigError, DataError
+from archdal.io import hash_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,11 +41,7 @@ def weights_identity(config: RunConfig, download: bool) -> str:
         path = Path(file).expanduser()
         if not path.is_file():
             raise DataError(f"--encoder-weights {file}: no such file")
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        return hash_file(path, hashlib.sha256()).hexdigest()
     if not download:
         raise ConfigError(
             f"encoder {config.encoder!r} needs pretrained weights: --encoder-weights FILE (a "

@@ -145,6 +145,14 @@ class Schedule(NamedTuple):
     per_epoch: torch.optim.lr_scheduler.LRScheduler | None = None
     per_step: torch.optim.lr_scheduler.LRScheduler | None = None
 
+    def minimise(self, loss: torch.Tensor) -> None:
+        """One optimizer step down `loss`'s gradient, and the per-step schedule's step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.per_step is not None:
+            self.per_step.step()
+
 
 def linear_warmup_decay(warmup: int, total: int):
     """Rate factor of step s: up linearly over `warmup` steps, then linearly down to 0 at
@@ -208,11 +216,7 @@ def train_epoch(
             x = augment_batch(x, augment_rng)
         with autocast(precision, images.device):
             loss, logits = model.training_loss(x, y, len(order))
-        schedule.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        schedule.optimizer.step()
-        if schedule.per_step is not None:
-            schedule.per_step.step()
+        schedule.minimise(loss)
         correct += (logits.argmax(dim=1) == y).sum()
     return correct.item() / len(order)
 
