@@ -174,6 +174,7 @@ def test_dry_run_prints_the_grid_and_count(capsys):
         (["--address", "nowhere"], "is not 'auto', HOST:PORT"),
         (["--resume"], "no experiment to resume"),
         (["--max-concurrent", "0"], "--max-concurrent must be at least 1"),
+        (["--seeds-per-trial", "0"], "--seeds-per-trial must be at least 1, got 0"),
         (["--set", "rounds=40", "--acq-sizes", "40"], "exceeds the unlabelled pool"),
     ],
 )
@@ -184,6 +185,17 @@ def test_errors_are_one_line_before_anything_is_written(capsys, tmp_path, argv, 
     assert message in err
     assert err.count("\n") == 1
     assert not (storage / "focus1-smoke").exists()
+
+
+def test_frozen_presets_run_ten_seeds_a_trial_unless_told():
+    from archdal.sweep.cli import build_focus1_parser
+
+    for preset, expected in (("frozen-images", 10), ("smoke", 1)):
+        assert PRESETS[preset].seeds_per_trial == expected
+    args = build_focus1_parser().parse_args(["--preset", "frozen-images", "--seeds-per-trial", "3"])
+    assert args.seeds_per_trial == 3
+    # None: the preset's value (test_seeds_per_trial runs frozen-images without the flag)
+    assert build_focus1_parser().parse_args([]).seeds_per_trial is None
 
 
 def test_unwritable_storage_is_refused(capsys, tmp_path):

@@ -89,9 +89,11 @@ def trial_rows(experiment: Path) -> dict[str, list[dict]]:
 
 def reference_records(trial: Path) -> list[dict]:
     """The same trial's config run in this process without Ray, on one thread as the trial."""
-    import json
+    return run_alone(RunConfig.from_dict(json.loads((trial / "params.json").read_text())["run"]))
 
-    config = RunConfig.from_dict(json.loads((trial / "params.json").read_text())["run"])
+
+def run_alone(config: RunConfig) -> list[dict]:
+    """A trajectory's records from this process without Ray, on one thread as a trial."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -1,4 +1,4 @@
-"""Read Ray Tune experiment directories into one tidy table: a row per trial × round.
+"""Read Ray Tune experiment directories into one tidy table: a row per trajectory × round.
 
 Reads the files Tune writes into every trial folder (`params.json`: the trial's config,
 `result.json`: one JSON line per report), so it works on a finished experiment, on one
@@ -51,6 +51,39 @@ def _read_results(path: Path) -> list[dict]:
     return rows
 
 
+def _factors(run: dict[str, Any]) -> dict[str, Any]:
+    config = RunConfig.from_dict(run).to_dict()
+    config.pop("pretrain_options")
+    if config["arch"] == FROZEN:  # the encoder is the architecture factor
+        config["arch"] = f"{FROZEN}-{encoder_label(config['encoder'])}-{config['head']}"
+    return config
+
+
+def _trial_frames(experiment: Path, trial: Path) -> list[pd.DataFrame]:
+    """A frame per trajectory of a trial folder, its config's fields as columns. A trial of
+    several trajectories (`runs` in params.json) gives each its own `trial` name, the
+    folder's with `/t` and its index, so every trajectory is a trial of the table."""
+    params = json.loads((trial / "params.json").read_text())
+    rows = _read_results(trial / "result.json")
+    if not rows:
+        return []
+    table = pd.DataFrame(rows).drop(columns="config", errors="ignore")
+    if "runs" not in params:
+        parts = [(trial.name, params["run"], table)]
+    else:
+        index = table["trajectory"]
+        parts = [(f"{trial.name}/t{i}", run, table[index == i].copy())
+                 for i, run in enumerate(params["runs"]) if (index == i).any()]  # fmt: skip
+    frames = []
+    for name, run, frame in parts:
+        for key, value in _factors(run).items():
+            frame[key] = value
+        frame["experiment"] = experiment.name
+        frame["trial"] = name
+        frames.append(frame)
+    return frames
+
+
 def load_rounds(experiments: Path | str | Iterable[Path | str]) -> pd.DataFrame:
     """One row per (experiment, trial, round) with the trial's factors and settings as columns."""
     paths = (
@@ -69,20 +102,7 @@ def load_rounds(experiments: Path | str | Iterable[Path | str]) -> pd.DataFrame:
                 "sweeps/focus1.py printed"
             )
         for trial in trials:
-            params = json.loads((trial / "params.json").read_text())
-            config = RunConfig.from_dict(params["run"]).to_dict()
-            config.pop("pretrain_options")
-            if config["arch"] == FROZEN:  # the encoder is the architecture factor
-                config["arch"] = f"{FROZEN}-{encoder_label(config['encoder'])}-{config['head']}"
-            rows = _read_results(trial / "result.json")
-            if not rows:
-                continue
-            frame = pd.DataFrame(rows).drop(columns="config", errors="ignore")
-            for key, value in config.items():
-                frame[key] = value
-            frame["experiment"] = experiment.name
-            frame["trial"] = trial.name
-            frames.append(frame)
+            frames.extend(_trial_frames(experiment, trial))
     if not frames:
         raise DataError(f"no trial in {', '.join(map(str, paths))} has reported a round yet")
     table = pd.concat(frames, ignore_index=True)

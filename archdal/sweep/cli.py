@@ -26,6 +26,7 @@ from archdal.io import FolderLock
 from archdal.sweep.grid import (
     check_budgets,
     expand,
+    group_seeds,
     parse_bool,
     parse_setting,
     settable_fields,
@@ -86,8 +87,20 @@ def _add_grid_arguments(p: argparse.ArgumentParser, default_preset: str,
     )
 
 
-def _add_placement_arguments(p: argparse.ArgumentParser, name_hint: str) -> None:
+def _add_placement_arguments(
+    p: argparse.ArgumentParser, name_hint: str, trajectories: bool = True
+) -> None:
     r = p.add_argument_group("ray")
+    if trajectories:
+        r.add_argument(
+            "--seeds-per-trial",
+            type=int,
+            metavar="K",
+            help="trajectories a trial runs: K seeds of one setting, one after another, each "
+            "its own result rows and resume point; for trajectories of seconds, whose Ray "
+            "cost per trial would outweigh them (default: the preset's; 10 for the frozen "
+            "presets, else 1)",
+        )
     r.add_argument("--address", help="'auto', HOST:PORT or ray://HOST:PORT; none: a local Ray")
     r.add_argument("--num-cpus", type=float, help="CPUs of the local Ray (default: all)")
     r.add_argument("--num-gpus", type=float, help="GPUs the local Ray declares (default: found)")
@@ -120,7 +133,9 @@ def _add_placement_arguments(p: argparse.ArgumentParser, name_hint: str) -> None
     d.add_argument("--data-dir", type=Path, help="default: $ARCHDAL_DATA, then the cache")
     d.add_argument("--download", action="store_true", help="fetch missing datasets")
     d.add_argument(
-        "--cache-dir", type=Path, help="tokenized text (default: $ARCHDAL_CACHE, ~/.cache/archdal)"
+        "--cache-dir",
+        type=Path,
+        help="tokenized text and frozen embeddings (default: $ARCHDAL_CACHE, ~/.cache/archdal)",
     )
     d.add_argument(
         "--eval-batch-size",
@@ -224,7 +239,9 @@ def preflight(
         print_grid(grid, args.preset)
         return 0
     runtime = _runtime(args)
-    sweep = _sweep(args, name, runtime, max_failures=args.max_failures)
+    grouped = args.seeds_per_trial
+    grouped = presets[args.preset].seeds_per_trial if grouped is None else grouped
+    sweep = _sweep(args, name, runtime, max_failures=args.max_failures, seeds_per_trial=grouped)
     configs = check_experiments(grid, sweep)
     if args.report and not args.no_report:
         check_report_out(args.report)
@@ -293,7 +310,13 @@ def _run_experiment(
     returns the failed trials. `run` goes to `run_trajectories`."""
     if not resume:
         write_sweep_file(sweep, configs, {"preset": args.preset, "argv": sys.argv[1:]})
-    print(f"{prog}: {len(configs)} {what} -> {sweep.path}", flush=True)
+    grouped = (
+        ""
+        if sweep.seeds_per_trial == 1
+        else (f" ({len(configs)} trajectories, up to {sweep.seeds_per_trial} seeds a trial)")
+    )
+    count = len(group_seeds(configs, sweep.seeds_per_trial))
+    print(f"{prog}: {count} {what}{grouped} -> {sweep.path}", flush=True)
     total, failed = summarize(run_trajectories(sweep, configs, resume, **run))
     print(f"{prog}: {total - len(failed)}/{total} {what} finished; results in {sweep.path}")
     for line in failed:
@@ -345,7 +368,8 @@ def stage_one(configs: list[RunConfig], results_dir: Path) -> tuple[list, list[R
 
 
 def _stage(sweep: Sweep) -> Sweep:
-    return dataclasses.replace(sweep, name=f"{sweep.name}-archopt")
+    """Stage one's experiment: one trial per pre-optimization, whatever stage two groups."""
+    return dataclasses.replace(sweep, name=f"{sweep.name}-archopt", seeds_per_trial=1)
 
 
 def focus2_main(argv: list[str] | None = None) -> int:
@@ -412,7 +436,7 @@ def build_hparams_parser() -> argparse.ArgumentParser:
                    metavar=("LO", "HI"), help="log-uniform (default: 1e-07 0.001)")  # fmt: skip
     s.add_argument("--batch-sizes", type=int, nargs="+", default=(16, 32, 64, 128),
                    help="choices (default: 16 32 64 128)")  # fmt: skip
-    _add_placement_arguments(p, "hparams-PRESET")
+    _add_placement_arguments(p, "hparams-PRESET", trajectories=False)
     p.add_argument("--out", type=Path, help="hyperparameter file (default: STORAGE/NAME.json)")
     return p
 

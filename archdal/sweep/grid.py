@@ -216,13 +216,36 @@ def check_budgets(configs: list[RunConfig], runtime: Runtime) -> None:
             check_budget(c, split)
 
 
-def trial_name(config: RunConfig) -> str:
-    """Readable and unique within a grid: every factor's value (an encoder by its label)."""
+def trial_name(config: RunConfig, seeds: str = "") -> str:
+    """Readable and unique within a grid: every factor's value (an encoder by its label);
+    `seeds` stands for the seed of a trial of several (`0to9`)."""
     aug = "-aug" if config.augment else ""
     mode = "" if config.arch_mode == "fixed" else f"-{config.arch_mode}"
     encoder = f"-{encoder_label(config.encoder)}" if config.encoder else ""
     init = "" if config.init_strategy == "random" else f"-{config.init_strategy}"
     return (
         f"{config.dataset}-{config.arch}{encoder}{mode}-{config.strategy}-{config.pretrain}"
-        f"-s{config.seed}-i{config.init_size}{init}-a{config.acq_size}{aug}"
+        f"-s{seeds or config.seed}-i{config.init_size}{init}-a{config.acq_size}{aug}"
     )
+
+
+def group_seeds(configs: list[RunConfig], seeds_per_trial: int) -> list[list[RunConfig]]:
+    """The trials of a sweep that runs `seeds_per_trial` trajectories a trial: the configs
+    that differ only in their seed, in grid order, cut into runs of that many seeds (the
+    last of a setting may be shorter). One seed a trial gives one config a trial."""
+    settings: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        key = json.dumps(dataclasses.replace(config, seed=0).to_dict(), sort_keys=True)
+        settings.setdefault(key, []).append(config)
+    return [
+        same[i : i + seeds_per_trial]
+        for same in settings.values()
+        for i in range(0, len(same), seeds_per_trial)
+    ]
+
+
+def group_name(configs: list[RunConfig]) -> str:
+    """A trial's name: its one config's, or the shared setting's with its seed range."""
+    if len(configs) == 1:
+        return trial_name(configs[0])
+    return trial_name(configs[0], f"{configs[0].seed}to{configs[-1].seed}")

@@ -52,11 +52,14 @@ class Grid:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named sweep: the Cartesian product of each of its grids' factors."""
+    """A named sweep: the Cartesian product of each of its grids' factors; trajectories of
+    seconds (frozen encoders) run `seeds_per_trial` seeds a trial by default, so Ray's cost
+    per trial stays a small share of them."""
 
     name: str
     description: str
     grids: tuple[Grid, ...]
+    seeds_per_trial: int = 1
 
 
 def _factors(text: bool = False, **overrides: tuple[Any, ...]) -> dict[str, tuple[Any, ...]]:
@@ -174,6 +177,7 @@ PRESETS = {
                     _TEXT_BASE | FROZEN_PROTOCOL | dict(rounds=9, head="linear"),
                 ),
             ),
+            seeds_per_trial=10,
         ),
         Preset(
             "frozen-images",
@@ -205,6 +209,7 @@ PRESETS = {
                     ),
                 ),
             ),
+            seeds_per_trial=10,
         ),
         Preset(
             "text-small",

@@ -1,9 +1,16 @@
-"""The Ray Tune layer: one trial per trajectory, a report and a checkpoint per round.
+"""The Ray Tune layer: a trial per trajectory (or per few seeds of one setting), a report
+and a checkpoint per round.
 
 Everything a trajectory computes lives in `archdal.loop`; this module only places it on
 the resources Ray assigned, reports each round (`n_labeled` as `timesteps_total`, so
 TensorBoard's x-axis is the number of labels) with that round's state as the checkpoint,
 and resumes from `tune.get_checkpoint()` after a failure or a restored experiment.
+
+A frozen-encoder trajectory lasts seconds, less than Ray's own cost of a trial, so a sweep
+can give one trial several trajectories (`--seeds-per-trial`): its config holds `runs`, a
+list of run configs, run one after another; every report names its `trajectory` (the
+index in `runs`), the checkpoint holds that index with the trajectory's state, so a
+restored trial skips the finished ones and resumes the current one at its last round.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from archdal.config import RunConfig, Runtime
 from archdal.errors import ConfigError, DataError, WriteError
 from archdal.io import atomic_write
 from archdal.loop import Trajectory, resume_note, split_hint
-from archdal.sweep.grid import trial_name
+from archdal.sweep.grid import group_name, group_seeds, trial_name
 from archdal.sweep.hparams import TUNED_FIELDS, hparams_key
 
 CHECKPOINT_NAME = "trajectory.pt"
@@ -65,15 +72,6 @@ def _save_checkpoint_and_report(metrics: dict[str, Any], state: dict[str, Any]) 
         ) from err
 
 
-def _restore(trajectory: Trajectory) -> None:
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return
-    with checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
-    trajectory.load_state_dict(state)
-
-
 def _prepare(config: dict[str, Any], runtime: Runtime | None) -> tuple[Trajectory, str]:
     # One INFO line per saved checkpoint would bury the status table the driver prints.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
@@ -84,28 +82,52 @@ def _prepare(config: dict[str, Any], runtime: Runtime | None) -> tuple[Trajector
     return Trajectory(run_config, runtime), device
 
 
+def trial_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run configs of a trial's config: `runs` of a trial of several trajectories, else
+    its one `run`."""
+    return config["runs"] if "runs" in config else [config["run"]]
+
+
+def _restored() -> tuple[int, dict[str, Any] | None]:
+    """Where a restored trial stands: the index of its current trajectory and that
+    trajectory's state (0 and None for a fresh trial)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0, None
+    with checkpoint.as_directory() as folder:
+        saved = torch.load(Path(folder) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    return saved.get("trajectory", 0), saved["state"] if "state" in saved else saved
+
+
 def trajectory_trainable(config: dict[str, Any], runtime: Runtime | None = None) -> None:
-    """Function trainable: `config["run"]` is a `RunConfig` dict; runs it to the end."""
-    trajectory, device = _prepare(config, runtime)
-    _restore(trajectory)
-    split_digest = digest(trajectory.split.initial)
-    while not trajectory.done:
-        round_start = time.time()
-        record = dict(trajectory.run_round())
-        acquired = torch.tensor(record.pop("acquired"), dtype=torch.long)
-        metrics = record | {
-            "timesteps_total": record["n_labeled"],
-            "pretrain_seconds": record.get("pretrain_seconds", 0.0),
-            "n_acquired": len(acquired),
-            "acquired_digest": digest(acquired),
-            "labeled_digest": digest(trajectory.labeled),
-            "split_digest": split_digest,
-            "round_start": round_start,
-            "round_end": time.time(),
-            "device": device,
-            "final": trajectory.done,
-        }
-        _save_checkpoint_and_report(metrics, trajectory.state_dict())
+    """Function trainable: `config["run"]` is a `RunConfig` dict, or `config["runs"]` a
+    list of them; runs each to the end, in order."""
+    runs = trial_runs(config)
+    start, state = _restored()
+    for index in range(start, len(runs)):
+        trajectory, device = _prepare({"run": runs[index]}, runtime)
+        if index == start and state is not None:
+            trajectory.load_state_dict(state)
+        split_digest = digest(trajectory.split.initial)
+        while not trajectory.done:
+            round_start = time.time()
+            record = dict(trajectory.run_round())
+            acquired = torch.tensor(record.pop("acquired"), dtype=torch.long)
+            metrics = record | {
+                "timesteps_total": record["n_labeled"],
+                "pretrain_seconds": record.get("pretrain_seconds", 0.0),
+                "n_acquired": len(acquired),
+                "acquired_digest": digest(acquired),
+                "labeled_digest": digest(trajectory.labeled),
+                "split_digest": split_digest,
+                "round_start": round_start,
+                "round_end": time.time(),
+                "device": device,
+                "trajectory": index,
+                "final": trajectory.done,
+            }
+            checkpoint = {"trajectory": index, "state": trajectory.state_dict()}
+            _save_checkpoint_and_report(metrics, checkpoint)
 
 
 def archopt_trainable(
@@ -209,10 +231,13 @@ def check_storage(storage: Path) -> None:
 
 
 def _dirname_by(name: Callable[[RunConfig], str]) -> Callable:
-    """Readable trial folders and names: `name` of the trial's config, then Tune's id."""
+    """Readable trial folders and names: `name` of the trial's config (`group_name` of a
+    trial of several), then Tune's id."""
 
     def dirname(trial) -> str:
-        return f"{name(RunConfig.from_dict(trial.config['run']))}_{trial.trial_id}"
+        runs = [RunConfig.from_dict(run) for run in trial_runs(trial.config)]
+        label = name(runs[0]) if len(runs) == 1 else group_name(runs)
+        return f"{label}_{trial.trial_id}"
 
     return dirname
 
@@ -235,6 +260,7 @@ class Sweep:
     max_concurrent: int | None = None
     max_failures: int = 3
     status_every: float = 30.0  # seconds between status tables; 0: only at the end
+    seeds_per_trial: int = 1  # trajectories a trial runs: seeds of one setting, in turn
 
     @property
     def path(self) -> Path:
@@ -255,15 +281,18 @@ class Sweep:
             raise ConfigError(f"--max-failures must be zero or positive, got {self.max_failures}")
         if self.status_every < 0:
             raise ConfigError(f"--status-every must be zero or positive, got {self.status_every}")
+        if self.seeds_per_trial < 1:
+            raise ConfigError(f"--seeds-per-trial must be at least 1, got {self.seeds_per_trial}")
         return self
 
 
 class StatusTable(tune.Callback):
     """The console of a sweep: a table of every trial's factors (its name), state and last
-    round (labels, test accuracy, epochs), printed every `every` seconds while something
-    changed and once at the end, in place of Ray's per-trial result dump."""
+    round (the seed of its trajectory, round, labels, test accuracy, epochs), printed every
+    `every` seconds while something changed and once at the end, in place of Ray's
+    per-trial result dump."""
 
-    COLUMNS = ("trial", "state", "round", "labels", "test %", "epochs")
+    COLUMNS = ("trial", "state", "seed", "round", "labels", "test %", "epochs")
 
     def __init__(self, every: float, write: Callable[[str], None] = print):
         self.every = every
@@ -298,7 +327,8 @@ class StatusTable(tune.Callback):
             return "-" if key not in r else f"{scale * r[key]:.{digits}f}"
 
         name = str(trial).removesuffix(f"_{trial.trial_id}")
-        return (name, trial.status.lower(), cell("round"), cell("n_labeled"),
+        seed = str(trial_runs(trial.config)[r.get("trajectory", 0)]["seed"])
+        return (name, trial.status.lower(), seed, cell("round"), cell("n_labeled"),
                 cell("test_acc", 100, 2), cell("epochs"))  # fmt: skip
 
     def table(self, trials) -> str:
@@ -330,6 +360,7 @@ def write_sweep_file(sweep: Sweep, configs: list[RunConfig], extra: dict[str, An
         "format": SWEEP_FORMAT,
         "name": sweep.name,
         "trials": [c.to_dict() for c in configs],
+        "seeds_per_trial": sweep.seeds_per_trial,
     } | extra
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     atomic_write(sweep.path / SWEEP_FILE, lambda fh: fh.write(text))
@@ -354,7 +385,14 @@ def check_new_or_resumable(sweep: Sweep, configs: list[RunConfig], resume: bool)
             f"--resume: no experiment to resume at {sweep.path} (check --storage and --name)"
         )
     if (sweep.path / SWEEP_FILE).exists():
-        saved = read_sweep_file(sweep.path)["trials"]
+        document = read_sweep_file(sweep.path)
+        saved = document["trials"]
+        grouped = document.get("seeds_per_trial", 1)
+        if grouped != sweep.seeds_per_trial:
+            raise ConfigError(
+                f"--resume: the experiment at {sweep.path} runs {grouped} seed(s) a trial; "
+                f"pass --seeds-per-trial {grouped} (got {sweep.seeds_per_trial})"
+            )
 
         def canonical(trials: list[dict[str, Any]]) -> list[str]:
             return sorted(json.dumps(t, sort_keys=True) for t in trials)
@@ -376,8 +414,14 @@ def run_trajectories(
     name: Callable[[RunConfig], str] = trial_name,
     **params: Any,
 ) -> tune.ResultGrid:
-    """Fit (or restore and finish) one trial of `trainable` per config (`params` go to
-    every trial). Ray must already be connected."""
+    """Fit (or restore and finish) one trial of `trainable` per config, or per
+    `sweep.seeds_per_trial` seeds of a setting (`group_seeds`; `trajectory_trainable`
+    only); `params` go to every trial. Ray must already be connected."""
+    if sweep.seeds_per_trial == 1:
+        space = {"run": tune.grid_search([c.to_dict() for c in configs])}
+    else:
+        groups = group_seeds(configs, sweep.seeds_per_trial)
+        space = {"runs": tune.grid_search([[c.to_dict() for c in g] for g in groups])}
     trainable = _resources(
         trainable, sweep.runtime, sweep.cpus_per_trial, sweep.gpus_per_trial, **params
     )
@@ -388,7 +432,7 @@ def run_trajectories(
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={"run": tune.grid_search([c.to_dict() for c in configs])},
+            param_space=space,
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=sweep.max_concurrent,
                 trial_dirname_creator=_dirname_by(name),
