@@ -435,7 +435,7 @@ class RunConfig:
     arch_source: str = option("", "spo/upo: a stage-one architecture file to load")
     # Frozen encoders (arch frozen): every round trains only a head on cached embeddings.
     encoder: str = option("", "frozen: the encoder: pixels, deepcluster, simclr or "
-                          "torchvision:<arch> (images); minilm or a local model directory "
+                          "torchvision:<arch> (images); minilm, mpnet or a local model directory "
                           "(text)")  # fmt: skip
     head: str = option("linear", "frozen: linear (logistic regression) or mlp (one hidden layer "
                        "with dropout); heads train with the frozen family's own protocol "

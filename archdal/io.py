@@ -3,11 +3,12 @@ result file is written through here."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ def hash_file(path: Path, digest: Any) -> Any:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest
+
+
+@contextlib.contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path.lock`, waited for (held by one open file, so threads
+    exclude too): the first of several processes computes what `path` holds, the rest
+    queue and then find it."""
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:

@@ -15,12 +15,10 @@ batches its inputs sorted by length.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from archdal.config import MODEL_REPRESENTATION, RunConfig, Runtime
 from archdal.data import ImageData
 from archdal.encoders import encoder_label, text_encoder_dir, torchvision_arch
 from archdal.errors import DataError
-from archdal.io import atomic_write, hash_file
+from archdal.io import atomic_write, hash_file, waiting_lock
 from archdal.models import ALModel, build_model
 from archdal.pool import embed_inputs
 from archdal.pretrain import pretrain_backbone
@@ -116,17 +114,6 @@ def entry_path(cache_dir: Path, dataset: str, encoder: str, key: str) -> Path:
 # --- the cache ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path.lock` (held by one open file, so threads exclude too)."""
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _problem(entry: object, key: str, rows: dict[str, int]) -> str | None:
     """What makes `entry` unusable for `key` with these row counts (None: nothing)."""
     if not isinstance(entry, dict) or entry.get("format") != FORMAT:
@@ -170,7 +157,7 @@ def cached(
     """The entry at `path`, computed and written first when absent. Concurrent callers
     queue on the lock: the first embeds, the others read its file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    with waiting_lock(path):
         if path.is_file():
             return read_entry(path, key, rows)
         tensors = {split: t.float().contiguous() for split, t in compute().items()}
@@ -311,7 +298,7 @@ def image_features(
 def text_features(raw: RawText, config: RunConfig, runtime: Runtime) -> FeatureData:
     """`raw` embedded by the config's text model; a single-split dataset's test set is then
     held out exactly as on the fine-tuning path (same seed, same examples)."""
-    directory = text_encoder_dir(config.encoder)
+    directory = text_encoder_dir(config.encoder, cache_dir_of(runtime))
     o = config.encoder_options
     settings = {"model": model_digest(directory), "max_length": config.max_length,
                 "normalize": o.normalize}  # fmt: skip

@@ -26,7 +26,7 @@ import torch
 from archdal import RunConfig, Runtime, Trajectory, load_dataset
 from archdal.encoders import text_encoder_dir
 from archdal.families import load_data
-from archdal.representations import TEXT_BATCH, embed_pixels, embed_texts
+from archdal.representations import TEXT_BATCH, cache_dir_of, embed_pixels, embed_texts
 from archdal.textdata import Corpus, read_raw
 
 
@@ -47,8 +47,9 @@ def embedding_pass(config: RunConfig, runtime: Runtime, sample: int) -> tuple[in
         part = Corpus(corpus.texts[:sample], corpus.pairs and corpus.pairs[:sample],
                       corpus.labels[:sample])  # fmt: skip
         start = time.perf_counter()
-        embed_texts(text_encoder_dir(config.encoder), {"train": part}, config.max_length,
-                    torch.device("cpu"), TEXT_BATCH, progress=False)  # fmt: skip
+        model = text_encoder_dir(config.encoder, cache_dir_of(runtime))
+        embed_texts(model, {"train": part}, config.max_length, torch.device("cpu"), TEXT_BATCH,
+                    progress=False)  # fmt: skip
         return len(part.labels), time.perf_counter() - start
     images = load_dataset(config.dataset, runtime.data_dir).train_x[:sample]
     start = time.perf_counter()
@@ -90,16 +91,17 @@ def main() -> None:
     frozen = RunConfig.for_dataset(
         args.dataset, arch="frozen", encoder=encoder, head=args.head, **budget
     ).validate()
-    if text:  # the text-small preset's rate: at 2e-5, 5 epochs barely move MiniLM
-        tuned = RunConfig.for_dataset(args.dataset, arch="bert", lr=3e-4, **budget, **epochs,
-                                      model_path=str(text_encoder_dir(encoder)))  # fmt: skip
-    else:
-        tuned = RunConfig.for_dataset(
-            args.dataset, arch="resnet18", width=args.width, **budget, **epochs
-        )
     with tempfile.TemporaryDirectory() as fresh:
         cache = args.cache_dir or Path(fresh)
         runtime = Runtime(data_dir=args.data_dir, cache_dir=cache, device="cpu", quiet=True)
+        if text:  # the text-small preset's rate: at 2e-5, 5 epochs barely move MiniLM
+            model = str(text_encoder_dir(encoder, cache))
+            tuned = RunConfig.for_dataset(args.dataset, arch="bert", lr=3e-4, **budget, **epochs,
+                                          model_path=model)  # fmt: skip
+        else:
+            tuned = RunConfig.for_dataset(
+                args.dataset, arch="resnet18", width=args.width, **budget, **epochs
+            )
         examples, embed = embedding_pass(frozen, runtime, args.embed_sample)
         if args.embed_only:
             print(f"embed       {examples} examples by {encoder} in {embed:.1f} s: "
