@@ -67,6 +67,8 @@ SPLIT_TEXT_ENCODERS = {
 def packaged_text_encoders() -> list[str]:
     """The text encoders installed from the package registry, by name."""
     return [*PACKAGED_TEXT_ENCODERS, *SPLIT_TEXT_ENCODERS]
+
+
 TORCHVISION = "torchvision:"  # prefix of a torchvision classification model's name
 _PLURAL = {"image": "images", "text": "texts"}
 

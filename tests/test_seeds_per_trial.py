@@ -8,8 +8,6 @@ resume on its own after a crash.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 
 import pandas as pd
@@ -25,9 +23,8 @@ from .test_tune import (
     FOCUS1,
     _env,
     assert_same_rounds,
+    kill_worker_when,
     run_alone,
-    start_sweep,
-    wait_for,
 )
 
 
@@ -95,32 +92,29 @@ def test_a_killed_trial_of_several_seeds_resumes_at_its_current_trajectory(tmp_p
     argv = ["--preset", "frozen-images", "--datasets", "digits", "--encoders", "pixels",
             "--strategies", "margin", "--seeds", "0", "1", "2", "--num-cpus", "1",
             "--no-report", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
-    proc = start_sweep(storage, *argv)  # the preset's 10 seeds a trial: one trial of three
-    try:
 
-        def in_second_trajectory():
-            folders = trial_dirs(experiment) if experiment.exists() else []
-            rows = _read_results(folders[0] / "result.json") if folders else []
-            return rows[-1] if rows and rows[-1].get("trajectory") == 1 else None
+    def in_second_trajectory():
+        folders = trial_dirs(experiment) if experiment.exists() else []
+        rows = _read_results(folders[0] / "result.json") if folders else []
+        return rows[-1] if rows and rows[-1].get("trajectory") == 1 else None
 
-        victim = wait_for(in_second_trajectory, proc)
-        os.kill(victim["pid"], signal.SIGKILL)
-        assert proc.wait(timeout=300) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    # the preset's 10 seeds a trial: one trial of three
+    victim = kill_worker_when(storage, argv, in_second_trajectory)
     (trial,) = trial_dirs(experiment)
     assert "-s0to2-" in trial.name
     rows = _read_results(trial / "result.json")
     pids = [r["pid"] for r in rows]
     assert len(set(pids)) == 2, "the trial was not restarted"
     restarted = pids.index(next(p for p in pids if p != victim["pid"]))
-    before, after = rows[restarted - 1], rows[restarted]
-    assert after["trajectory"] >= 1, "a finished trajectory ran again"
-    if before["final"]:
-        assert (after["trajectory"], after["round"]) == (before["trajectory"] + 1, 0)
-    else:
-        assert (after["trajectory"], after["round"]) == (before["trajectory"], before["round"] + 1)
+    # The new worker first reports again the round its checkpoint holds, then goes on.
+    replay, resumed = rows[restarted], rows[restarted + 1]
+    where = [(r["trajectory"], r["round"], r["pid"] == victim["pid"]) for r in rows]
+    assert replay.get("replayed") and not resumed.get("replayed"), where
+    held = (replay["trajectory"], replay["round"])
+    assert held >= (victim["trajectory"], victim["round"]), where
+    assert held[0] >= 1, f"a finished trajectory ran again: {where}"
+    step = (held[0] + 1, 0) if replay["final"] else (held[0], held[1] + 1)
+    assert (resumed["trajectory"], resumed["round"]) == step, where
 
     table = load_rounds(experiment)
     assert sorted(table["seed"].unique()) == [0, 1, 2] and table["trial"].nunique() == 3

@@ -103,10 +103,10 @@ def test_archdal_run_embeds_with_a_split_encoder(tiny_split, tmp_path, data_dir,
     part.groupby("category").head(25).to_csv(csv, index=False)
     out = tmp_path / "run"
     code = main(["run", "--dataset", "csv", "--csv-path", str(csv), "--label-column",
-                 "category", "--arch", "frozen", "--encoder", "tiny", "--strategy", "margin", "--max-length", "32",
-                 "--init-size", "8", "--acq-size", "8", "--rounds", "1", "--test-fraction",
-                 "0.25", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-                 "--device", "cpu", "--quiet"])  # fmt: skip
+                 "category", "--arch", "frozen", "--encoder", "tiny", "--strategy", "margin",
+                 "--max-length", "32", "--init-size", "8", "--acq-size", "8", "--rounds", "1",
+                 "--test-fraction", "0.25", "--out", str(out), "--cache-dir",
+                 str(tmp_path / "cache"), "--device", "cpu", "--quiet"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert [r["n_labeled"] for r in rounds] == [8, 16]

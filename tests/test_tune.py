@@ -255,34 +255,41 @@ def test_quarter_gpu_trials_share_one_declared_gpu(tmp_path):
     assert {r["device"] for trial in rows.values() for r in trial} == {expected}
 
 
-def test_a_killed_worker_resumes_its_trajectory_from_the_last_round(tmp_path):
-    storage = tmp_path / "results"
-    experiment = storage / "focus1-smoke"
-    proc = start_sweep(
-        storage, "--strategies", "badge", "--set", "rounds=4", "--num-cpus", "2", *TINY
-    )
+def kill_worker_when(storage: Path, argv: list[str], report) -> dict:
+    """Start a sweep, SIGKILL the worker of the report `report()` returns once it returns
+    one, and wait for the sweep to finish anyway; returns that report."""
+    proc = start_sweep(storage, *argv)
     try:
-
-        def first_report():
-            rows = (
-                [r for t in trial_rows(experiment).values() for r in t]
-                if experiment.exists()
-                else []
-            )
-            return rows[0] if rows and not rows[-1]["final"] else None
-
-        victim = wait_for(first_report, proc)
+        victim = wait_for(report, proc)
         os.kill(victim["pid"], signal.SIGKILL)
         assert proc.wait(timeout=300) == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    return victim
+
+
+def test_a_killed_worker_resumes_its_trajectory_from_the_last_round(tmp_path):
+    storage = tmp_path / "results"
+    experiment = storage / "focus1-smoke"
+
+    def first_report():
+        rows = (
+            [r for t in trial_rows(experiment).values() for r in t] if experiment.exists() else []
+        )
+        return rows[0] if rows and not rows[-1]["final"] else None
+
+    argv = ["--strategies", "badge", "--set", "rounds=4", "--num-cpus", "2", *TINY]
+    victim = kill_worker_when(storage, argv, first_report)
     (trial,) = trial_dirs(experiment)
     rows = _read_results(trial / "result.json")
     pids = [r["pid"] for r in rows]
     assert victim["pid"] in pids and len(set(pids)) == 2, "the trial was not restarted"
     restarted = pids.index(next(p for p in pids if p != victim["pid"]))
-    assert rows[restarted]["round"] == rows[restarted - 1]["round"] + 1, "not resumed"
+    # the round the checkpoint holds is reported again, then the trajectory goes on from it
+    replay, resumed = rows[restarted], rows[restarted + 1]
+    assert replay["replayed"] and replay["round"] >= victim["round"]
+    assert resumed["round"] == replay["round"] + 1, "not resumed"
     assert_same_rounds(load_rounds(experiment).to_dict("records"), reference_records(trial))
 
 

@@ -88,22 +88,30 @@ def trial_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
     return config["runs"] if "runs" in config else [config["run"]]
 
 
-def _restored() -> tuple[int, dict[str, Any] | None]:
-    """Where a restored trial stands: the index of its current trajectory and that
-    trajectory's state (0 and None for a fresh trial)."""
+def _restored() -> tuple[int, dict[str, Any] | None, dict[str, Any] | None]:
+    """Where a restored trial stands: the index of its current trajectory, that
+    trajectory's state and the metrics reported with it (0, None, None for a fresh trial;
+    a checkpoint of an older archdal holds the state alone)."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return 0, None
+        return 0, None, None
     with checkpoint.as_directory() as folder:
         saved = torch.load(Path(folder) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
-    return saved.get("trajectory", 0), saved["state"] if "state" in saved else saved
+    if "state" not in saved:
+        return 0, saved, None
+    return saved["trajectory"], saved["state"], saved["metrics"]
 
 
 def trajectory_trainable(config: dict[str, Any], runtime: Runtime | None = None) -> None:
     """Function trainable: `config["run"]` is a `RunConfig` dict, or `config["runs"]` a
     list of them; runs each to the end, in order."""
     runs = trial_runs(config)
-    start, state = _restored()
+    start, state, last = _restored()
+    if last is not None:
+        # The round the checkpoint holds, reported again: a worker killed while reports
+        # queue can leave that round's row out of result.json (seen with rounds of
+        # milliseconds); a row there twice counts once (`analysis.results`).
+        tune.report(last | {"replayed": True})
     for index in range(start, len(runs)):
         trajectory, device = _prepare({"run": runs[index]}, runtime)
         if index == start and state is not None:
@@ -126,7 +134,7 @@ def trajectory_trainable(config: dict[str, Any], runtime: Runtime | None = None)
                 "trajectory": index,
                 "final": trajectory.done,
             }
-            checkpoint = {"trajectory": index, "state": trajectory.state_dict()}
+            checkpoint = {"trajectory": index, "state": trajectory.state_dict(), "metrics": metrics}
             _save_checkpoint_and_report(metrics, checkpoint)
 
 
