@@ -99,7 +99,7 @@ def _restored() -> tuple[int, dict[str, Any] | None, dict[str, Any] | None]:
         saved = torch.load(Path(folder) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     if "state" not in saved:
         return 0, saved, None
-    return saved["trajectory"], saved["state"], saved["metrics"]
+    return saved["trajectory"], saved["state"], saved.get("metrics")
 
 
 def trajectory_trainable(config: dict[str, Any], runtime: Runtime | None = None) -> None:
