@@ -15,8 +15,9 @@ Naive baselines run beside archdal's code in the same invocation, for ratios:
   badge-naive:   k-means++ on the materialised N×(classes·dim) gradient embedding.
 Strategies run with `RunConfig`'s default options (BatchBALD: M = 1,000 configurations on
 the top 5,000 BALD points, T = 10 samples; BAIT: projected to 2048 / 10 = 204 dims).
-BAIT and BatchBALD run up to `--heavy-max` (default 30k): raise it to find the largest
-pool that fits in 2 GiB extra.
+BAIT and BatchBALD run up to `--heavy-max` (default 30k): raise it, with a smaller
+`--select` (their memory hardly depends on it, their time grows with it), to find the
+largest pool that fits in 2 GiB extra.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def naive_badge(view: PoolView, n: int, rng: torch.Generator) -> torch.Tensor:
 NAIVE = {"coreset-naive": naive_coreset, "badge-naive": naive_badge}
 
 
-def _measure(name: str, n: int, device: str, queue: mp.Queue) -> None:
+def _measure(name: str, n: int, select_n: int, device: str, queue: mp.Queue) -> None:
     if name in NAIVE:
         select = NAIVE[name]
     else:
@@ -119,7 +120,7 @@ def _measure(name: str, n: int, device: str, queue: mp.Queue) -> None:
             fh.write("5")  # reset the peak-RSS counter to the current RSS
         base = _rss_mib("VmRSS")
     start = time.perf_counter()
-    picks = select(view, SELECT, torch.Generator().manual_seed(1))
+    picks = select(view, select_n, torch.Generator().manual_seed(1))
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -127,14 +128,14 @@ def _measure(name: str, n: int, device: str, queue: mp.Queue) -> None:
         extra = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         extra = _rss_mib("VmHWM") - base
-    assert len(set(picks.tolist())) == SELECT
+    assert len(set(picks.tolist())) == select_n
     queue.put((seconds, extra))
 
 
-def measure(name: str, n: int, device: str) -> tuple[float, float]:
+def measure(name: str, n: int, select_n: int, device: str) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(name, n, device, queue))
+    proc = ctx.Process(target=_measure, args=(name, n, select_n, device, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -152,10 +153,16 @@ def main() -> None:
         "--heavy-max", type=int, default=30_000, help=f"largest pool for {', '.join(HEAVY)}"
     )
     parser.add_argument("--strategies", nargs="+", default=[*REGISTRY, *NAIVE])
+    parser.add_argument(
+        "--select",
+        type=int,
+        default=SELECT,
+        help="batch size (smaller: BAIT's and BatchBALD's memory at large pools in less time)",
+    )
     args = parser.parse_args()
     names = args.strategies
     print(f"device {args.device}, {torch.get_num_threads()} threads, dim {DIM}, "
-          f"{CLASSES} classes, {LABELED} labelled, select {SELECT}")  # fmt: skip
+          f"{CLASSES} classes, {LABELED} labelled, select {args.select}")  # fmt: skip
     print("| strategy | pool | seconds | extra MiB |")
     print("|---|---:|---:|---:|")
     timings: dict[tuple[str, int], float] = {}
@@ -165,7 +172,7 @@ def main() -> None:
                 continue
             if name in HEAVY and n > args.heavy_max:
                 continue
-            seconds, extra = measure(name, n, args.device)
+            seconds, extra = measure(name, n, args.select, args.device)
             timings[name, n] = seconds
             print(f"| {name} | {n:,} | {seconds:.3f} | {extra:.0f} |", flush=True)
     for base in ("coreset", "badge"):
