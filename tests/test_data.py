@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -98,3 +100,26 @@ def test_augment_batch_crops_and_flips_each_image():
     for i in range(2):
         windows = [padded[i, :, r : r + 5, c : c + 5] for r in range(5) for c in range(5)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+
+
+ONE_CHANNEL_AUGMENTED_STEP = """
+import torch
+from archdal.models import build_model
+from archdal.train import augment_batch
+model = build_model("resnet18", 10, 1, 0.125, 0.0, torch.tensor([0.5]), torch.tensor([0.2]))
+images = torch.randint(0, 256, (63, 1, 28, 28), dtype=torch.uint8)
+model(augment_batch(images, torch.Generator().manual_seed(0))).logsumexp(1).mean().backward()
+print("stepped")
+"""
+
+
+def test_augmented_one_channel_batches_have_standard_strides_and_train():
+    """With one channel the crop's gather left NHWC strides, which sent ResNet-18's
+    backward on a batch of 63 MNIST images into a crash of the whole process (SIGSEGV or
+    "double free"): `--augment` on MNIST died mid-round."""
+    images = torch.randint(0, 256, (63, 1, 28, 28), dtype=torch.uint8)
+    out = augment_batch(images, torch.Generator().manual_seed(0))
+    assert out.stride() == (784, 784, 28, 1)
+    step = subprocess.run([sys.executable, "-c", ONE_CHANNEL_AUGMENTED_STEP],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert step.returncode == 0 and "stepped" in step.stdout, step.stderr[-2000:]
