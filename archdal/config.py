@@ -288,6 +288,9 @@ class PretrainConfig:
     max_images: int = option(0, "images it sees (0: every training image of the split)",
                              NON_NEGATIVE)  # fmt: skip
     lr: float = option(0.01, "learning rate", POSITIVE, text=2e-5)
+    augment: bool = option(False, "images: DeepCluster trains each epoch on random views (the "
+                           "simclr encoder's resized crops and jitter), not the images "
+                           "themselves")  # fmt: skip
     temperature: float = option(0.5, "the simclr encoder's NT-Xent temperature", POSITIVE)
 
 
@@ -500,8 +503,9 @@ class RunConfig:
                 f"choose from: {', '.join(registry.archs_of(self.modality))}"
             )
         if self.is_text:
-            if self.augment:
-                raise ConfigError("augment (crops and flips) is for images, not text datasets")
+            if self.augment or self.pretrain_options.augment:
+                raise ConfigError("augment and pretrain-augment (crops of images) are for "
+                                  "images, not text datasets")  # fmt: skip
             if self.width != 1.0:
                 raise ConfigError(f"width scales the CNNs only; text takes 1.0, got {self.width}")
         elif self.model_path:

@@ -208,15 +208,17 @@ def train_epoch(
     batch_size: int,
     augment_rng: torch.Generator | None,
     precision: str = "fp32",
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> float:
     """One pass in the given order, in near-equal batches; returns the running accuracy.
+    With `augment_rng`, each batch is `augment`ed (crops and flips unless told otherwise).
     The forward runs under `autocast(precision)`, the backward outside it."""
     model.train()
     correct = torch.zeros((), device=images.device)
     for idx in order.tensor_split(even_batches(len(order), batch_size)):
         x, y = images[idx], labels[idx]
         if augment_rng is not None:
-            x = augment_batch(x, augment_rng)
+            x = (augment or augment_batch)(x, augment_rng)
         with autocast(precision, images.device):
             loss, logits = model.training_loss(x, y, len(order))
         schedule.minimise(loss)

@@ -165,6 +165,7 @@ def test_frozen_presets_have_encoders_as_the_architecture_factor():
     images = expand(PRESETS["frozen-images"], {"seeds": (0, 1)})
     assert len(images) == 2 * 3 * len(LINEAR_HEAD_STRATEGIES) * 2
     assert {c.encoder for c in images} == {"pixels", "deepcluster", "simclr"}
+    assert {c.pretrain_options.augment for c in images} == {True}  # DeepCluster on views
     names = [trial_name(c) for c in text + images]
     assert len(set(names)) == len(names)
     assert "banking77-frozen-minilm-badge-none-s0-i200-a200" in names

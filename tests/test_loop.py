@@ -22,8 +22,9 @@ from archdal import (
     run,
     strip_timing,
 )
+from archdal.models import build_model
 from archdal.pool import REPRESENTATION
-from archdal.pretrain import cluster_labels
+from archdal.pretrain import cluster_labels, pretrain_backbone
 from archdal.strategies import REGISTRY
 
 from .conftest import REPO, tiny_config
@@ -175,6 +176,40 @@ def test_unsupervised_pretraining_initialises_every_round(tiny_data):
     assert all(torch.equal(v, again.pretrained[k]) for k, v in traj.pretrained.items())
     traj.run_round()  # later rounds reuse the same weights, no second pretraining
     assert "pretrain_seconds" not in traj.records[1]
+
+
+def test_deepcluster_with_pretrain_augment_trains_on_random_views(monkeypatch, tiny_data):
+    """`pretrain_options.augment`: every training batch of every epoch is a batch of
+    SimCLR's random views; the weights are seeded and differ from training on the images."""
+    import archdal.simclr
+
+    seen = []
+
+    def counting_views(images, rng):
+        seen.append(len(images))
+        return real_views(images, rng)
+
+    real_views = archdal.simclr.augmented_views
+    monkeypatch.setattr(archdal.simclr, "augmented_views", counting_views)
+    mean, std = tiny_data.channel_stats()
+
+    def make():
+        return build_model("resnet18", 4, tiny_data.channels, 0.125, 0.0, mean, std)
+
+    def weights(augment: bool) -> dict[str, torch.Tensor]:
+        options = PretrainConfig(clusters=8, epochs=2, max_images=200, augment=augment)
+        config = tiny_config(pretrain_options=options)
+        return pretrain_backbone(make, tiny_data.train_x, config, 256)
+
+    plain = weights(False)
+    assert seen == []
+    views = weights(True)
+    assert sum(seen) == 2 * 200 and max(seen) <= tiny_config().batch_size  # 2 epochs of 200
+    again = weights(True)
+    assert all(torch.equal(v, again[k]) for k, v in views.items())
+    floats = [k for k, v in views.items() if v.is_floating_point()]
+    changed = [k for k in floats if not torch.equal(views[k], plain[k])]
+    assert any(k.startswith("features.") for k in changed)
 
 
 def test_cluster_labels_find_separated_groups():

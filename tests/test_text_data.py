@@ -216,8 +216,11 @@ def test_missing_files_and_models_are_named(tmp_path, tiny_models, capsys):
     assert main([*base, "--arch", "vgg11"]) == 2
     err = capsys.readouterr().err
     assert "arch 'vgg11' does not fit the text dataset 'banking77'; choose from: bert" in err
-    assert main([*base, "--augment"]) == 2
-    assert "augment (crops and flips) is for images" in capsys.readouterr().err
+    for flag in ("--augment", "--pretrain-augment"):
+        assert main([*base, flag]) == 2
+        assert "augment and pretrain-augment (crops of images) are for images, not text" in (
+            capsys.readouterr().err
+        )
     assert not out.exists()
 
 

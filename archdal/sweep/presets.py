@@ -183,9 +183,9 @@ PRESETS = {
         Preset(
             "frozen-images",
             "Focus 1 on frozen image encoders: MNIST, Fashion-MNIST × pixels (64-component "
-            "PCA), DeepCluster and SimCLR (each a ResNet-18 at width 0.125, 10 epochs on 5,000 "
-            "training images, trained once per dataset) × a linear head × every strategy but "
-            "BALD × 10 seeds; 100 + 9 × 100 labels from a 10,000-image pool",
+            "PCA), DeepCluster (on random views) and SimCLR (each a ResNet-18 at width 0.125, "
+            "10 epochs on 5,000 training images, trained once per dataset) × a linear head × "
+            "every strategy but BALD × 10 seeds; 100 + 9 × 100 labels from a 10,000-image pool",
             (
                 Grid(
                     _factors(
@@ -206,7 +206,9 @@ PRESETS = {
                         head="linear",
                         width=0.125,  # the DeepCluster and SimCLR encoders'
                         # sized to train in minutes on a 2-core CPU (README, frozen encoders)
-                        pretrain_options=PretrainConfig(clusters=50, epochs=10, max_images=5000),
+                        pretrain_options=PretrainConfig(
+                            clusters=50, epochs=10, max_images=5000, augment=True
+                        ),
                     ),
                 ),
             ),
