@@ -235,3 +235,20 @@ def test_local_ray_too_small_for_a_trial_is_refused(capsys, tmp_path):
 def test_run_config_round_trips_through_a_trial_param_dict():
     config = expand(PRESETS["small"])[0]
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_sweeps_drop_tunes_frequent_snapshot_warning_and_keep_its_other_warnings(caplog, tmp_path):
+    """Frozen trials checkpoint every round within a fraction of a second; Tune's
+    "snapshotting has been triggered multiple times" warning then printed hundreds of times
+    a sweep (589 in the frozen-images preset) over the status table."""
+    import logging
+
+    from archdal.sweep.tune import Sweep, _run_config
+
+    _run_config(Sweep(storage=tmp_path, name="quiet"))
+    log = logging.getLogger("ray.tune.execution.experiment_state")
+    with caplog.at_level(logging.WARNING):
+        log.warning("Experiment state snapshotting has been triggered multiple times in the "
+                    "last 5.0 seconds and may become a bottleneck.")  # fmt: skip
+        log.warning("Saving the experiment state took 40 s, which may be a bottleneck.")
+    assert [r.getMessage()[:6] for r in caplog.records] == ["Saving"]

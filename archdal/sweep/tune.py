@@ -351,7 +351,24 @@ class StatusTable(tune.Callback):
         return "\n".join([head, *lines])
 
 
+class _FrequentSnapshots(logging.Filter):
+    """Drops Tune's warning that experiment snapshots come more than once in 5 s. Every
+    round is checkpointed on purpose (resume loses nothing) and with `num_to_keep` each
+    second checkpoint forces a snapshot, so frozen trials, whose rounds last a fraction
+    of a second, printed it hundreds of times a sweep over the status table."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Experiment state snapshotting has been triggered" not in record.getMessage()
+
+
+def _quiet_frequent_snapshots() -> None:
+    log = logging.getLogger("ray.tune.execution.experiment_state")
+    if not any(isinstance(f, _FrequentSnapshots) for f in log.filters):
+        log.addFilter(_FrequentSnapshots())
+
+
 def _run_config(sweep: Sweep) -> tune.RunConfig:
+    _quiet_frequent_snapshots()
     return tune.RunConfig(
         name=sweep.name,
         storage_path=str(sweep.storage),
