@@ -253,10 +253,13 @@ def _image_settings(config: RunConfig, download: bool) -> dict[str, object]:
         weights = torchvision_encoders.weights_identity(config, download)
         return settings | {"weights": weights, "image_size": o.image_size}
     c = config  # DeepCluster's and SimCLR's training read these
+    pretrain = dataclasses.asdict(c.pretrain_options)
+    if c.encoder == "simclr":
+        del pretrain["augment"]  # DeepCluster's choice; SimCLR always trains on views
     return settings | {"arch": TRAINED_ENCODER_ARCH, "width": c.width, "batch_size": c.batch_size,
                        "optimizer": c.optimizer, "momentum": c.momentum,
                        "weight_decay": c.weight_decay, "warmup_fraction": c.warmup_fraction,
-                       "pretrain": dataclasses.asdict(c.pretrain_options)}  # fmt: skip
+                       "pretrain": pretrain}  # fmt: skip
 
 
 def image_features(

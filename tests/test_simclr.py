@@ -96,6 +96,11 @@ def test_simclr_is_trained_once_under_its_own_seed_and_keyed_by_its_settings(tmp
     other = rep.image_features(images, deepcluster, tmp_path)
     assert not torch.allclose(other.train_x, a.train_x)
     assert len(list((tmp_path / "representations").glob("*.pt"))) == 3
+    views = PretrainConfig(epochs=1, augment=True)  # DeepCluster's setting: not SimCLR's key
+    rep.image_features(images, dataclasses.replace(config, pretrain_options=views), tmp_path)
+    assert len(list((tmp_path / "representations").glob("*.pt"))) == 3
+    rep.image_features(images, dataclasses.replace(deepcluster, pretrain_options=views), tmp_path)
+    assert len(list((tmp_path / "representations").glob("*.pt"))) == 4
 
 
 def test_simclr_is_an_image_encoder():
