@@ -17,7 +17,7 @@ from archdal.config import RunConfig
 from archdal.models import ALModel
 from archdal.pool import embed_inputs
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
-from archdal.train import even_batches, make_optimizer, train_epoch
+from archdal.train import augmented_views, even_batches, make_optimizer, train_epoch
 
 PCA_DIMS = 64
 
@@ -59,8 +59,6 @@ def pretrain_backbone(
     own features made, and on MNIST (ResNet-18 at width 0.125, 10 epochs of 5,000 images)
     its features end below a random network's.
     """
-    from archdal.simclr import augmented_views  # simclr reads pretraining_images from here
-
     options = config.pretrain_options
     rng = generator(derive_seed(config.seed, "pretrain"))
     images = pretraining_images(images, config)

@@ -12,11 +12,9 @@ the backbone's penultimate layer, as in the paper.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 
@@ -24,38 +22,9 @@ from archdal.config import RunConfig
 from archdal.models import ALModel
 from archdal.pretrain import pretraining_images
 from archdal.seeding import derive_seed, draw_seed, generator, global_torch_seed
-from archdal.train import even_batches, make_optimizer
+from archdal.train import augmented_views, even_batches, make_optimizer
 
 PROJECTION_DIM = 64  # SimCLR's z; the paper's 128 is for 2048-wide ResNet-50 features
-CROP_SCALE = (0.3, 1.0)  # share of the image's area a crop keeps
-CROP_RATIO = (3 / 4, 4 / 3)
-JITTER = 0.4  # brightness and contrast each scaled by a factor in [1 - JITTER, 1 + JITTER]
-
-
-def augmented_views(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """One random view of each image (floats on the 0..255 scale, like the input)."""
-    return crop_and_jitter(images, torch.rand(6, len(images), generator=rng).to(images.device))
-
-
-def crop_and_jitter(images: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The views that six uniform draws per image (`u`, 6×N) stand for: a crop of
-    `CROP_SCALE` of the area at an aspect ratio in `CROP_RATIO`, resized back to the
-    image's size, then a brightness and a contrast factor."""
-    n, device = len(images), images.device
-    area = CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * u[0]
-    log_lo, log_hi = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
-    ratio = torch.exp(log_lo + (log_hi - log_lo) * u[1])
-    width, height = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
-    theta = torch.zeros(n, 2, 3, device=device)
-    theta[:, 0, 0], theta[:, 1, 1] = width, height  # sides as fractions of the image's
-    theta[:, 0, 2] = (1 - width) * (2 * u[2] - 1)  # centre anywhere the crop fits
-    theta[:, 1, 2] = (1 - height) * (2 * u[3] - 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    views = F.grid_sample(images.float(), grid, align_corners=False)
-    contrast = (1 - JITTER + 2 * JITTER * u[4]).view(n, 1, 1, 1)
-    brightness = (1 - JITTER + 2 * JITTER * u[5]).view(n, 1, 1, 1)
-    mean = views.mean(dim=(1, 2, 3), keepdim=True)
-    return ((views - mean) * contrast + mean * brightness).clamp(0, 255)
 
 
 def simclr_backbone(

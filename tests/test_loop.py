@@ -181,7 +181,7 @@ def test_unsupervised_pretraining_initialises_every_round(tiny_data):
 def test_deepcluster_with_pretrain_augment_trains_on_random_views(monkeypatch, tiny_data):
     """`pretrain_options.augment`: every training batch of every epoch is a batch of
     SimCLR's random views; the weights are seeded and differ from training on the images."""
-    import archdal.simclr
+    import archdal.pretrain
 
     seen = []
 
@@ -189,8 +189,8 @@ def test_deepcluster_with_pretrain_augment_trains_on_random_views(monkeypatch, t
         seen.append(len(images))
         return real_views(images, rng)
 
-    real_views = archdal.simclr.augmented_views
-    monkeypatch.setattr(archdal.simclr, "augmented_views", counting_views)
+    real_views = archdal.pretrain.augmented_views
+    monkeypatch.setattr(archdal.pretrain, "augmented_views", counting_views)
     mean, std = tiny_data.channel_stats()
 
     def make():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archdal import PretrainConfig, RunConfig, make_synthetic, simclr
+from archdal import PretrainConfig, RunConfig, make_synthetic, simclr, train
 from archdal import representations as rep
 from archdal.data import load_digits_images
 from archdal.models import build_model
@@ -16,11 +16,11 @@ from archdal.pool import embed_inputs
 
 
 def test_a_whole_image_crop_without_jitter_is_the_image(monkeypatch):
-    monkeypatch.setattr(simclr, "CROP_SCALE", (1.0, 1.0))
-    monkeypatch.setattr(simclr, "CROP_RATIO", (1.0, 1.0))
-    monkeypatch.setattr(simclr, "JITTER", 0.0)
+    monkeypatch.setattr(train, "CROP_SCALE", (1.0, 1.0))
+    monkeypatch.setattr(train, "CROP_RATIO", (1.0, 1.0))
+    monkeypatch.setattr(train, "JITTER", 0.0)
     images = torch.randint(0, 256, (5, 3, 12, 12), dtype=torch.uint8)
-    views = simclr.augmented_views(images, torch.Generator().manual_seed(0))
+    views = train.augmented_views(images, torch.Generator().manual_seed(0))
     assert torch.allclose(views, images.float(), atol=1e-3)
 
 
@@ -28,12 +28,12 @@ def test_a_quarter_crop_magnifies_one_quadrant(monkeypatch):
     """A crop of a quarter of the area at ratio 1 is half the side: every view is a 2×
     enlargement of some window, so a 2×2 checkerboard of 4×4 blocks becomes 8×8 blocks
     (checked against the window cut out and enlarged by hand, nearest pixel)."""
-    monkeypatch.setattr(simclr, "CROP_SCALE", (0.25, 0.25))
-    monkeypatch.setattr(simclr, "CROP_RATIO", (1.0, 1.0))
-    monkeypatch.setattr(simclr, "JITTER", 0.0)
+    monkeypatch.setattr(train, "CROP_SCALE", (0.25, 0.25))
+    monkeypatch.setattr(train, "CROP_RATIO", (1.0, 1.0))
+    monkeypatch.setattr(train, "JITTER", 0.0)
     image = torch.zeros(1, 1, 16, 16)
     image[..., :8, :8] = image[..., 8:, 8:] = 200
-    view = simclr.crop_and_jitter(image, torch.full((6, 1), 0.5))[0, 0]
+    view = train.crop_and_jitter(image, torch.full((6, 1), 0.5))[0, 0]
     window = image[0, 0, 4:12, 4:12]  # u = 0.5 puts the crop's centre at the image's
     by_hand = window.repeat_interleave(2, 0).repeat_interleave(2, 1)
     inside = torch.ones(16, 16, dtype=torch.bool)
@@ -43,11 +43,11 @@ def test_a_quarter_crop_magnifies_one_quadrant(monkeypatch):
 
 def test_views_are_seeded_in_range_and_differ_between_images():
     images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
-    a = simclr.augmented_views(images, torch.Generator().manual_seed(3))
-    b = simclr.augmented_views(images, torch.Generator().manual_seed(3))
+    a = train.augmented_views(images, torch.Generator().manual_seed(3))
+    b = train.augmented_views(images, torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.shape == (64, 1, 28, 28)
     assert a.min() >= 0 and a.max() <= 255
-    same = simclr.augmented_views(images[:1].expand(64, -1, -1, -1), torch.Generator())
+    same = train.augmented_views(images[:1].expand(64, -1, -1, -1), torch.Generator())
     assert len({tuple(v.flatten()[:50].tolist()) for v in same}) == 64  # 64 different views
 
 
@@ -72,7 +72,7 @@ def test_simclr_makes_two_views_of_an_image_nearest_neighbours():
     def pair_accuracy(model) -> float:
         views = torch.Generator().manual_seed(1)
         x = data.test_x[:200]
-        a, b = (F.normalize(embed_inputs(model, simclr.augmented_views(x, views), 512), dim=1)
+        a, b = (F.normalize(embed_inputs(model, train.augmented_views(x, views), 512), dim=1)
                 for _ in range(2))  # fmt: skip
         return ((a @ b.T).argmax(dim=1) == torch.arange(len(x))).float().mean().item()
 
