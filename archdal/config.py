@@ -342,6 +342,9 @@ class EncoderOptions:
                           "weights)")  # fmt: skip
     image_size: int = option(224, "torchvision:<arch>: images are resized to this side",
                              POSITIVE)  # fmt: skip
+    threads: int = option(2, "deepcluster, simclr: CPU threads the encoder trains on (the "
+                          "order of its float sums, so the encoder itself, depends on the "
+                          "count)", POSITIVE)  # fmt: skip
 
 
 def _datasets() -> tuple[str, ...]:

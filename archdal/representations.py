@@ -15,10 +15,11 @@ batches its inputs sorted by length.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,12 +219,25 @@ def _normalized(tensors: dict[str, torch.Tensor], normalize: bool) -> dict[str, 
     return {k: F.normalize(v.float(), dim=1) if normalize else v for k, v in tensors.items()}
 
 
+@contextlib.contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Torch's CPU thread count set to `count` inside, the caller's restored after: a
+    convolution's backward splits its sums across the threads, so ten epochs on one thread
+    and on two train different encoders from the same seed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def embed_trained_encoder(
     data: ImageData, config: RunConfig, device: torch.device, batch_size: int
 ) -> dict[str, torch.Tensor]:
     """DeepCluster or SimCLR (the config's encoder) on the training images under the
-    encoder's own seed (shared by every AL seed), then the backbone's penultimate features
-    (dropout off) of every image."""
+    encoder's own seed (shared by every AL seed) and thread count, then the backbone's
+    penultimate features (dropout off) of every image."""
     c = dataclasses.replace(config, seed=config.encoder_options.seed)
     mean, std = data.channel_stats()
     dims = (data.num_classes, data.channels, c.width, 0.0, mean, std)
@@ -232,14 +246,15 @@ def embed_trained_encoder(
         return build_model(TRAINED_ENCODER_ARCH, *dims).to(device)
 
     train, test = data.train_x.to(device), data.test_x.to(device)
-    if config.encoder == "simclr":
-        backbone = simclr_backbone(make, train, c)
-    else:
-        backbone = pretrain_backbone(make, train, c, batch_size)
-    model = make()
-    model.load_state_dict(backbone | model.classifier_state())
-    return {"train": embed_inputs(model, train, batch_size).cpu(),
-            "test": embed_inputs(model, test, batch_size).cpu()}  # fmt: skip
+    with cpu_threads(config.encoder_options.threads):
+        if config.encoder == "simclr":
+            backbone = simclr_backbone(make, train, c)
+        else:
+            backbone = pretrain_backbone(make, train, c, batch_size)
+        model = make()
+        model.load_state_dict(backbone | model.classifier_state())
+        return {"train": embed_inputs(model, train, batch_size).cpu(),
+                "test": embed_inputs(model, test, batch_size).cpu()}  # fmt: skip
 
 
 def _image_settings(config: RunConfig, download: bool) -> dict[str, object]:
@@ -256,7 +271,8 @@ def _image_settings(config: RunConfig, download: bool) -> dict[str, object]:
     pretrain = dataclasses.asdict(c.pretrain_options)
     if c.encoder == "simclr":
         del pretrain["augment"]  # DeepCluster's choice; SimCLR always trains on views
-    return settings | {"arch": TRAINED_ENCODER_ARCH, "width": c.width, "batch_size": c.batch_size,
+    return settings | {"arch": TRAINED_ENCODER_ARCH, "threads": o.threads, "width": c.width,
+                       "batch_size": c.batch_size,
                        "optimizer": c.optimizer, "momentum": c.momentum,
                        "weight_decay": c.weight_decay, "warmup_fraction": c.warmup_fraction,
                        "pretrain": pretrain}  # fmt: skip

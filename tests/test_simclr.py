@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from archdal import PretrainConfig, RunConfig, make_synthetic, simclr, train
 from archdal import representations as rep
+from archdal.config import EncoderOptions
 from archdal.data import load_digits_images
 from archdal.models import build_model
 from archdal.pool import embed_inputs
@@ -101,6 +102,32 @@ def test_simclr_is_trained_once_under_its_own_seed_and_keyed_by_its_settings(tmp
     assert len(list((tmp_path / "representations").glob("*.pt"))) == 3
     rep.image_features(images, dataclasses.replace(deepcluster, pretrain_options=views), tmp_path)
     assert len(list((tmp_path / "representations").glob("*.pt"))) == 4
+
+
+def test_the_encoder_trains_on_its_own_thread_count_which_keys_its_entry(tmp_path, monkeypatch):
+    """The caller's thread count (a one-CPU trial, a big node) must not pick the encoder: it
+    trains and embeds on `encoder_options.threads`, and the caller's count comes back."""
+    images = make_synthetic(n_train=120, n_test=40, num_classes=4, size=8, noise=0.3)
+    config = dataclasses.replace(_config(epochs=1), dataset="synthetic")
+    seen = []
+    real = rep.simclr_backbone
+    monkeypatch.setattr(rep, "simclr_backbone",
+                        lambda *a: seen.append(torch.get_num_threads()) or real(*a))  # fmt: skip
+    before = torch.get_num_threads()
+    try:
+        entries = []
+        for caller in (1, 2):
+            torch.set_num_threads(caller)
+            entries.append(rep.image_features(images, config, tmp_path / f"caller{caller}"))
+            assert torch.get_num_threads() == caller
+        torch.set_num_threads(1)
+        one = dataclasses.replace(config, encoder_options=EncoderOptions(threads=1))
+        rep.image_features(images, one, tmp_path / "caller1")
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2, 2, 1]
+    assert torch.equal(entries[0].train_x, entries[1].train_x)
+    assert len(list((tmp_path / "caller1" / "representations").glob("*.pt"))) == 2
 
 
 def test_simclr_is_an_image_encoder():
