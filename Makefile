@@ -23,7 +23,8 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q -n 2 -m 'not machine_wide_ray' --durations=10
+	$(BIN)/python -m pytest -q -m machine_wide_ray
 
 demo: setup
 	@if [ -d "$(ARCHDAL_DATA)/MNIST/raw" ]; then \

@@ -61,7 +61,8 @@ def tiny_config(**overrides) -> RunConfig:
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    torch.set_num_threads(2)
+    """Two torch threads on the two cores, or one per worker when `pytest -n 2` runs two."""
+    torch.set_num_threads(1 if "PYTEST_XDIST_WORKER" in os.environ else 2)
 
 
 from .text_support import tiny_models, token_cache  # noqa: E402, F401  (text-path fixtures)

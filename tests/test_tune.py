@@ -207,6 +207,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.machine_wide_ray
 def test_address_auto_on_a_two_node_cluster(tmp_path):
     port = _free_port()
     # Token auth, as `ray start` uses by default: one mode and one token for every node and
@@ -293,6 +294,7 @@ def test_a_killed_worker_resumes_its_trajectory_from_the_last_round(tmp_path):
     assert_same_rounds(load_rounds(experiment).to_dict("records"), reference_records(trial))
 
 
+@pytest.mark.machine_wide_ray
 def test_a_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     storage = tmp_path / "results"
     experiment = storage / "focus1-smoke"
