@@ -133,3 +133,55 @@ def test_the_encoder_trains_on_its_own_thread_count_which_keys_its_entry(tmp_pat
 def test_simclr_is_an_image_encoder():
     with pytest.raises(Exception, match="encoder 'simclr' embeds images"):
         RunConfig.for_dataset("banking77", arch="frozen", encoder="simclr").validate()
+
+
+FRESH_PROCESS_ENCODERS = """
+import hashlib, os, sys, dataclasses
+from pathlib import Path
+import torch
+if os.environ.get("CALLER_THREADS"):
+    torch.set_num_threads(int(os.environ["CALLER_THREADS"]))
+from archdal import PretrainConfig, RunConfig, make_synthetic
+from archdal import representations as rep
+from archdal.config import EncoderOptions
+images = make_synthetic(n_train=256, n_test=16, num_classes=4, size=16, noise=0.3)
+for encoder in ("simclr", "deepcluster"):
+    config = RunConfig.for_dataset(
+        "digits", arch="frozen", encoder=encoder, width=0.125, batch_size=64,
+        pretrain_options=PretrainConfig(epochs=1, clusters=4, augment=True),
+        encoder_options=EncoderOptions(threads=int(sys.argv[2])),
+    ).validate()
+    features = rep.image_features(images, dataclasses.replace(config, dataset="synthetic"),
+                                  Path(sys.argv[1]))
+    print(encoder, hashlib.sha256(features.train_x.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_fresh_processes_with_any_caller_threads_train_the_same_encoders(tmp_path):
+    """A one-thread benchmark process, a Ray trial's (OMP_NUM_THREADS=1 from the start) and a
+    plain two-thread one each train DeepCluster and SimCLR from an empty cache: the same
+    features bit for bit. One encoder thread instead of two trains others, so the
+    comparison would see a caller's count leaking in."""
+    import os
+    import subprocess
+    import sys
+
+    def features(name: str, encoder_threads: int, **env: str) -> str:
+        limits = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        clean = {k: v for k, v in os.environ.items() if k not in limits}
+        script = [sys.executable, "-c", FRESH_PROCESS_ENCODERS]
+        done = subprocess.run(
+            [*script, str(tmp_path / name), str(encoder_threads)],
+            env=clean | env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    plain = features("plain", 2)
+    assert plain.count("\n") == 2
+    assert features("one-thread-caller", 2, CALLER_THREADS="1") == plain
+    assert features("ray-trial", 2, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1") == plain
+    assert features("one-encoder-thread", 1) != plain
