@@ -83,6 +83,8 @@ class Trajectory:
         self.labeled = self.split.initial.clone()
         self.rng = generator(derive_seed(config.seed, "trajectory"))
         self.records: list[dict[str, Any]] = []
+        # what every record says of the data (frozen: which encoder output it is)
+        self.provenance: dict[str, str] = getattr(data, "provenance", {})
         self.pretrained: dict[str, torch.Tensor] | None = None
         self.pre_optimized: dict[str, Any] | None = None  # spo / upo architecture and weights
         self.epoch_progress = False  # a progress bar per round's epochs (stderr)
@@ -120,6 +122,7 @@ class Trajectory:
             raise RuntimeError("trajectory already finished")
         c, d, batch = self.config, self.data, self.eval_batch
         record: dict[str, Any] = {"round": self.round, "n_labeled": len(self.labeled)}
+        record |= self.provenance
         if c.pretrain == "unsupervised" and self.pretrained is None:
             record["pretrain_seconds"] = self._pretrain()
         if c.arch_mode in PRE_OPTIMIZED and self.pre_optimized is None:

@@ -6,6 +6,11 @@ its content repeats that digest, so an entry copied from other data is refused r
 used. A lock file beside it lets one process embed while concurrent trials wait and then
 read what it wrote; `io.atomic_write` means no reader ever sees half a file.
 
+An entry also says what made it (torch version, the CPU's vector instructions, the device):
+a trained encoder is bit-identical from any caller on one machine, but another instruction
+set rounds its convolutions differently and ten epochs make that another encoder. Each run
+records its entry's content digest and origin, so two runs can be told apart by encoder.
+
 Encoders (`archdal.encoders`): `pixels`, a seeded PCA of the raw training pixels;
 `deepcluster` and `simclr`, a ResNet-18 trained by DeepCluster or by SimCLR on the training
 images; `torchvision:<arch>`, a pretrained torchvision model (`archdal.torchvision_encoders`);
@@ -47,6 +52,7 @@ from archdal.textdata import (
 from archdal.train import resolve_device
 
 FORMAT = "archdal-representations/1"
+UNKNOWN_ORIGIN = "unknown (an entry of before archdal recorded it)"
 TRAINED_ENCODER_ARCH = "resnet18"  # the network deepcluster and simclr train
 # Texts per encoder batch at most: length-sorted batches of 64 Banking77 texts embedded at
 # 45-61 examples/s on one thread here, batches of 1,024 at 16 (each pads to its longest).
@@ -64,15 +70,24 @@ class FeatureData:
     test_y: torch.Tensor
     num_classes: int
     encoder: str
+    entry_digest: str = ""  # of the cache entry's values: equal digests, one encoder output
+    made_on: str = UNKNOWN_ORIGIN  # what embedded them (`made_on`), as the entry says
 
     @property
     def dim(self) -> int:
         return self.train_x.shape[1]
 
+    @property
+    def provenance(self) -> dict[str, str]:
+        """What every round's record says of these embeddings."""
+        return {"representation_digest": self.entry_digest,
+                "representation_made_on": self.made_on}  # fmt: skip
+
     def to(self, device: torch.device | str) -> FeatureData:
         return FeatureData(
             self.name, self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
-            self.test_y.to(device), self.num_classes, self.encoder,
+            self.test_y.to(device), self.num_classes, self.encoder, self.entry_digest,
+            self.made_on,
         )  # fmt: skip
 
 
@@ -134,7 +149,27 @@ def _problem(entry: object, key: str, rows: dict[str, int]) -> str | None:
     return None if len(dims) == 1 else f"has splits of different widths {sorted(dims)}"
 
 
-def read_entry(path: Path, key: str, rows: dict[str, int]) -> dict[str, torch.Tensor]:
+def made_on(device: torch.device) -> str:
+    """The torch version, the CPU instruction set its kernels use, and the device."""
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    cpu = torch.backends.cpu.get_cpu_capability()
+    return f"torch {torch.__version__}, CPU {cpu}, {where}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A cache entry's tensors by split and what made them."""
+
+    tensors: dict[str, torch.Tensor]
+    made_on: str
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the values, split by split in name order (16 hex digits)."""
+        return tensor_digest(*(self.tensors[k] for k in sorted(self.tensors)))[:16]
+
+
+def read_entry(path: Path, key: str, rows: dict[str, int]) -> Entry:
     """A cached entry, checked; a DataError naming the file when it is torn or foreign."""
     try:
         entry = torch.load(path, map_location="cpu", weights_only=True)
@@ -146,7 +181,9 @@ def read_entry(path: Path, key: str, rows: dict[str, int]) -> dict[str, torch.Te
     problem = _problem(entry, key, rows)
     if problem:
         raise DataError(f"representation cache {path} {problem}; delete it to embed again")
-    return {split: entry[split] for split in rows}
+    origin = entry.get("made_on")
+    return Entry({split: entry[split] for split in rows},
+                 origin if isinstance(origin, str) else UNKNOWN_ORIGIN)  # fmt: skip
 
 
 def cached(
@@ -154,9 +191,11 @@ def cached(
     key: str,
     rows: dict[str, int],
     compute: Callable[[], dict[str, torch.Tensor]],
-) -> dict[str, torch.Tensor]:
-    """The entry at `path`, computed and written first when absent. Concurrent callers
-    queue on the lock: the first embeds, the others read its file."""
+    device: torch.device | None = None,
+) -> Entry:
+    """The entry at `path`, computed on `device` (default the CPU) and written first when
+    absent. Concurrent callers queue on the lock: the first embeds, the others read its
+    file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with waiting_lock(path):
         if path.is_file():
@@ -165,9 +204,10 @@ def cached(
         problem = _problem({"format": FORMAT, "key": key, **tensors}, key, rows)
         if problem:
             raise DataError(f"the encoder's output {problem}")
-        atomic_write(path, lambda fh: torch.save({"format": FORMAT, "key": key, **tensors}, fh),
-                     "wb")  # fmt: skip
-        return tensors
+        entry = Entry(tensors, made_on(device or torch.device("cpu")))
+        content = {"format": FORMAT, "key": key, "made_on": entry.made_on, **tensors}
+        atomic_write(path, lambda fh: torch.save(content, fh), "wb")
+        return entry
 
 
 # --- encoders -----------------------------------------------------------------------------
@@ -309,9 +349,11 @@ def image_features(
             embedded = embed_trained_encoder(data, config, device, batch_size)
         return _normalized(embedded, o.normalize)
 
-    t = cached(entry_path(cache_dir, data.name, config.encoder, key), key, rows, compute)
+    entry = cached(entry_path(cache_dir, data.name, config.encoder, key), key, rows, compute,
+                   device)  # fmt: skip
+    t = entry.tensors
     return FeatureData(data.name, t["train"], data.train_y, t["test"], data.test_y,
-                       data.num_classes, config.encoder)  # fmt: skip
+                       data.num_classes, config.encoder, entry.digest, entry.made_on)  # fmt: skip
 
 
 def text_features(raw: RawText, config: RunConfig, runtime: Runtime) -> FeatureData:
@@ -331,7 +373,9 @@ def text_features(raw: RawText, config: RunConfig, runtime: Runtime) -> FeatureD
         return _normalized(embedded, o.normalize)
 
     path = entry_path(cache_dir_of(runtime), config.dataset, config.encoder, key)
-    t = cached(path, key, {split: len(c.labels) for split, c in corpora.items()}, compute)
+    entry = cached(path, key, {split: len(c.labels) for split, c in corpora.items()}, compute,
+                   device)  # fmt: skip
+    t = entry.tensors
     labels = {split: torch.from_numpy(c.labels) for split, c in corpora.items()}
     if raw.train is None:
         test = held_out_split(labels["test"], config.test_fraction, config.seed)
@@ -339,7 +383,8 @@ def text_features(raw: RawText, config: RunConfig, runtime: Runtime) -> FeatureD
         t = {"train": x[~test], "test": x[test]}
         labels = {"train": y[~test], "test": y[test]}
     return FeatureData(config.dataset, t["train"], labels["train"], t["test"], labels["test"],
-                       len(raw.class_names), config.encoder)  # fmt: skip
+                       len(raw.class_names), config.encoder, entry.digest,
+                       entry.made_on)  # fmt: skip
 
 
 def load_features(config: RunConfig, runtime: Runtime) -> FeatureData:

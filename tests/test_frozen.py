@@ -209,3 +209,30 @@ def test_the_sweep_help_lists_the_frozen_presets():
 
     text = build_focus1_parser().format_help()  # a bare % in a description would break it
     assert "frozen-text" in text and "frozen-images" in text and "--encoders" in text
+
+
+def test_every_round_records_which_encoder_output_it_read_and_what_made_it(tmp_path):
+    """Two runs can be told apart by encoder: each record carries the cache entry's value
+    digest (the AL seed does not change it, other settings do) and what made the entry; an
+    entry written before archdal recorded that reads as unknown."""
+    from archdal import make_synthetic
+
+    images = make_synthetic(n_train=200, n_test=40, num_classes=4, size=8, noise=0.3)
+    features = rep.image_features(images, frozen_config(), tmp_path)
+    pca = rep.embed_pixels(images.train_x, images.test_x, 16, 0)
+    expected = rep.tensor_digest(pca["test"], pca["train"])[:16]  # splits in name order
+    runs = [Trajectory(frozen_config(rounds=1, max_epochs=5, seed=s), CPU, features)
+            for s in (0, 1)]  # fmt: skip
+    records = [run.run_round() for run in runs for _ in range(2)]
+    made_on = f"torch {torch.__version__}, CPU {torch.backends.cpu.get_cpu_capability()}, cpu"
+    assert [r["representation_digest"] for r in records] == [expected] * 4
+    assert [r["representation_made_on"] for r in records] == [made_on] * 4
+    (path,) = (tmp_path / "representations").glob("*.pt")
+    entry = torch.load(path, weights_only=True)
+    assert entry.pop("made_on") == made_on
+    torch.save(entry, path)  # as an older archdal wrote it
+    old = rep.image_features(images, frozen_config(), tmp_path)
+    assert old.provenance == {"representation_digest": expected,
+                              "representation_made_on": rep.UNKNOWN_ORIGIN}  # fmt: skip
+    other = frozen_config(encoder_options=EncoderOptions(dims=8))
+    assert rep.image_features(images, other, tmp_path).entry_digest != expected

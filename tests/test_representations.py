@@ -78,7 +78,7 @@ def test_two_concurrent_writers_embed_once_and_read_the_same(tmp_path):
     for t in threads:
         t.join()
     assert len(calls) == 1 and len(results) == 2
-    assert all(torch.equal(r["train"], results[0]["train"]) for r in results)
+    assert all(torch.equal(r.tensors["train"], results[0].tensors["train"]) for r in results)
     assert sorted(p.name for p in path.parent.iterdir()) == ["entry.pt", "entry.pt.lock"]
 
 
