@@ -210,3 +210,32 @@ def test_report_script_runs_as_a_user_would(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "report:" in done.stdout and (tmp_path / "r" / "report.html").exists()
+
+
+def _with_encoder_outputs(experiment, digest_of):
+    """Each trial's result rows given the encoder output `digest_of(trial name)` read."""
+    for trial in experiment.iterdir():
+        path = trial / "result.json"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        extra = {"representation_digest": digest_of(trial.name),
+                 "representation_made_on": "torch 2.14.1, CPU AVX2, cpu"}  # fmt: skip
+        path.write_text("".join(json.dumps(r | extra) + "\n" for r in rows))
+
+
+def test_report_says_when_a_setting_read_more_than_one_encoder_output(tmp_path):
+    one = write_experiment(tmp_path / "one-output")
+    _with_encoder_outputs(one, lambda name: "aaaa")
+    page = build_report([one], tmp_path / "r1").read_text()
+    assert "Each setting's trials read one encoder output" in page
+    outputs = pd.read_csv(tmp_path / "r1" / "encoder_outputs.csv")
+    assert len(outputs) == len(ARCHS) * 2 and set(outputs["outputs"]) == {1}
+    assert set(outputs["trials"]) == {len(STRATEGIES) * 2}  # strategies × seeds
+    mixed = write_experiment(tmp_path / "mixed-outputs")
+    _with_encoder_outputs(mixed, lambda name: "bbbb" if name.endswith("-1") else "aaaa")
+    page = build_report([mixed], tmp_path / "r2").read_text()
+    assert "Some settings read more than one encoder output" in page
+    outputs = pd.read_csv(tmp_path / "r2" / "encoder_outputs.csv")
+    assert set(outputs["outputs"]) == {2} and set(outputs["seeds"]) == {1}
+    write_experiment(tmp_path / "no-outputs")
+    build_report([tmp_path / "no-outputs"], tmp_path / "r3")
+    assert "encoder output" not in (tmp_path / "r3" / "report.html").read_text()

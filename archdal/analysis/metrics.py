@@ -266,6 +266,27 @@ def rank_agreement(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ENCODER_OUTPUT = ("representation_digest", "representation_made_on")
+
+
+def encoder_outputs(table: pd.DataFrame) -> pd.DataFrame:
+    """Per setting of frozen-encoder trials, each encoder output its trials read (the
+    representation cache entry's value digest) with what made it and how many trials read
+    it; `outputs` above 1 means the setting's strategies were not all compared on the same
+    embeddings (encoders trained apart: no shared cache, another CPU instruction set)."""
+    if not set(ENCODER_OUTPUT) <= set(table.columns):
+        return pd.DataFrame()
+    rows = table.dropna(subset=list(ENCODER_OUTPUT))
+    setting = setting_columns(rows)
+    frame = (
+        rows.groupby([*setting, *ENCODER_OUTPUT])
+        .agg(trials=("trial", "nunique"), seeds=("seed", "nunique"))
+        .reset_index()
+    )
+    frame["outputs"] = frame.groupby(setting)["representation_digest"].transform("nunique")
+    return frame
+
+
 def spread(table: pd.DataFrame, across: str) -> pd.DataFrame:
     """The paper's Focus 2 measure: per round, max − min of the seed-mean test accuracy as
     `across` ("strategy" or "arch") varies and everything else is held fixed, with the

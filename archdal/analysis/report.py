@@ -166,6 +166,7 @@ def compute(
         "spread_strategies": metrics.spread(table, "strategy"),
         "spread_architectures": metrics.spread(table, "arch"),
         "unpaired": unpaired,
+        "encoder_outputs": metrics.encoder_outputs(table),
     }
 
 
@@ -386,6 +387,21 @@ def write_html(
         overview += (
             "<p>Without a random trial of the same setting and seed, so left out of gain and "
             "efficiency:</p>" + _table_html(tables["unpaired"])
+        )
+    outputs = tables["encoder_outputs"]
+    if not outputs.empty:
+        mixed = outputs[outputs["outputs"] > 1]
+        words = (
+            "<p><strong>Some settings read more than one encoder output</strong>: their "
+            "encoders were trained apart (no shared cache, or another CPU instruction set), so "
+            "their strategies were not all compared on the same embeddings; compare within one "
+            f"output ({len(mixed)} rows below with outputs above 1).</p>"
+            if len(mixed)
+            else "<p>Each setting's trials read one encoder output.</p>"
+        )
+        overview += (
+            "<p>Encoder outputs (representation cache entries by value digest, "
+            "encoder_outputs.csv):</p>" + words + _table_html(outputs)
         )
     sections.append(("Overview", overview))
     sections.append(("Summary", "<p>One row per setting and strategy (summary.csv).</p>"
