@@ -144,16 +144,17 @@ if os.environ.get("CALLER_THREADS"):
 from archdal import PretrainConfig, RunConfig, make_synthetic
 from archdal import representations as rep
 from archdal.config import EncoderOptions
-images = make_synthetic(n_train=256, n_test=16, num_classes=4, size=16, noise=0.3)
-for encoder in ("simclr", "deepcluster"):
-    config = RunConfig.for_dataset(
-        "digits", arch="frozen", encoder=encoder, width=0.125, batch_size=64,
-        pretrain_options=PretrainConfig(epochs=1, clusters=4, augment=True),
-        encoder_options=EncoderOptions(threads=int(sys.argv[2])),
-    ).validate()
-    features = rep.image_features(images, dataclasses.replace(config, dataset="synthetic"),
-                                  Path(sys.argv[1]))
-    print(encoder, hashlib.sha256(features.train_x.numpy().tobytes()).hexdigest())
+images = make_synthetic(n_train=128, n_test=16, num_classes=4, size=12, noise=0.3)
+for threads in sys.argv[2:]:
+    for encoder in ("simclr", "deepcluster"):
+        config = RunConfig.for_dataset(
+            "digits", arch="frozen", encoder=encoder, width=0.125, batch_size=64,
+            pretrain_options=PretrainConfig(epochs=1, clusters=4, augment=True),
+            encoder_options=EncoderOptions(threads=int(threads)),
+        ).validate()
+        features = rep.image_features(images, dataclasses.replace(config, dataset="synthetic"),
+                                      Path(sys.argv[1]))
+        print(encoder, hashlib.sha256(features.train_x.numpy().tobytes()).hexdigest())
 """
 
 
@@ -166,22 +167,23 @@ def test_fresh_processes_with_any_caller_threads_train_the_same_encoders(tmp_pat
     import subprocess
     import sys
 
-    def features(name: str, encoder_threads: int, **env: str) -> str:
+    def features(name: str, *encoder_threads: int, **env: str) -> list[str]:
         limits = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
         clean = {k: v for k, v in os.environ.items() if k not in limits}
         script = [sys.executable, "-c", FRESH_PROCESS_ENCODERS]
         done = subprocess.run(
-            [*script, str(tmp_path / name), str(encoder_threads)],
+            [*script, str(tmp_path / name), *map(str, encoder_threads)],
             env=clean | env,
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout
+        return done.stdout.splitlines()
 
-    plain = features("plain", 2)
-    assert plain.count("\n") == 2
+    lines = features("plain", 2, 1)
+    plain, one_encoder_thread = lines[:2], lines[2:]
+    assert len(plain) == 2 and len(one_encoder_thread) == 2
     assert features("one-thread-caller", 2, CALLER_THREADS="1") == plain
     assert features("ray-trial", 2, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1") == plain
-    assert features("one-encoder-thread", 1) != plain
+    assert not set(one_encoder_thread) & set(plain)  # each encoder differs
