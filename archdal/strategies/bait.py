@@ -11,7 +11,8 @@ labelled point (the paper's plain mean over L ∪ S would give both the same wei
 lets λ and the labelled set swamp the picks as B grows). Each greedy step scores every point
 by Woodbury, tr((M + σVVᵀ)⁻¹F) = tr(M⁻¹F) − tr((σI + Vᵀ M⁻¹ V)⁻¹ Vᵀ M⁻¹ F M⁻¹ V) (σ = +1 to
 add, −1 to remove), and keeps per point only the small matrices Vᵀ M⁻¹ V and Vᵀ M⁻¹ F M⁻¹ V,
-updated at each step from M⁻¹'s rank-k change: no N×(C·D) matrix.
+updated at each step from M⁻¹'s rank-k change: no N×(C·D) matrix. M⁻¹ and M⁻¹FM⁻¹ are
+updated in place, and the backward steps score only the 2B forward picks.
 
 Bounds: F and M⁻¹ are P×P with P = C·d. When C·D exceeds `dim` (default 2048; 10 classes
 × 512 dims is 5120), embeddings are projected onto their top ⌊dim / C⌋ principal
@@ -113,34 +114,43 @@ def bait(
     own = quadratic_forms(inverse, factors, h)  # V_xᵀ M⁻¹ V_x
     gain = quadratic_forms(target, factors, h)  # V_xᵀ M⁻¹ F M⁻¹ V_x
     eye = torch.eye(k, dtype=h.dtype, device=h.device)
-    chosen = torch.zeros(len(h), dtype=torch.bool, device=h.device)
-    order: list[int] = []
 
     def step(sign: float, allowed: torch.Tensor) -> int:
-        nonlocal inverse, target, own, gain
+        """Add (sign +1) or remove (−1) the best allowed row; update M⁻¹, M⁻¹FM⁻¹ in place
+        (rank 2k) and every row's k×k forms."""
         scores = torch.linalg.solve(sign * eye + own, gain).diagonal(dim1=1, dim2=2).sum(1)
         pick = int(scores.masked_fill(~allowed, -torch.inf).argmax())
         v = (factors[pick][:, None, :] * h[pick][None, :, None]).reshape(size, k)  # P×k
-        a, b = inverse @ v, target @ v
+        ab = torch.cat([inverse @ v, target @ v], 1)  # [M⁻¹V, M⁻¹FM⁻¹V]
+        a = ab[:, :k]
         core = torch.linalg.inv(sign * eye + v.T @ a)
         core = (core + core.T) / 2
-        r = v.T @ b
-        alpha, beta = cross_forms(a, factors, h), cross_forms(b, factors, h)
-        inverse = inverse - a @ core @ a.T
-        target = target - a @ core @ b.T - b @ core @ a.T + a @ core @ r @ core @ a.T
+        r = v.T @ ab[:, k:]
+        crc = core @ r @ core
+        # target − a C bᵀ − b C aᵀ + a C r C aᵀ, as [a b] W [a b]ᵀ
+        w = torch.cat([torch.cat([crc, -core], 1), torch.cat([-core, torch.zeros_like(core)], 1)])
+        inverse.addmm_(a @ core, a.T, alpha=-1.0)
+        target.addmm_(ab @ w, ab.T)
+        alpha, beta = cross_forms(ab, factors, h).split(k, dim=2)
         ac = alpha @ core
-        own = own - ac @ alpha.transpose(1, 2)
+        own.baddbmm_(ac, alpha.transpose(1, 2), alpha=-1.0)
         acb = ac @ beta.transpose(1, 2)
-        gain = gain - acb - acb.transpose(1, 2) + ac @ r @ ac.transpose(1, 2)
+        gain.baddbmm_(ac @ r, ac.transpose(1, 2)).sub_(acb).sub_(acb.transpose(1, 2))
         return pick
 
+    chosen = torch.zeros(len(h), dtype=torch.bool, device=h.device)
+    order: list[int] = []
     for _ in range(min(2 * n, len(h))):
         pick = step(1.0, ~chosen)
         chosen[pick] = True
         order.append(pick)
+    # Backward: only the forward picks can be removed, so only their rows are kept.
+    forward = torch.tensor(order, dtype=torch.long, device=h.device)
+    factors, h, own, gain = factors[forward], h[forward], own[forward], gain[forward]
+    kept = torch.ones(len(order), dtype=torch.bool, device=h.device)
     for _ in range(len(order) - n):
-        chosen[step(-1.0, chosen)] = False
-    return torch.tensor([i for i in order if chosen[i]], dtype=torch.long, device=h.device)
+        kept[step(-1.0, kept)] = False
+    return forward[kept]
 
 
 def select_bait(
