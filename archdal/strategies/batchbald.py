@@ -39,17 +39,24 @@ class Configurations:
         self.weights = torch.ones(1, dtype=torch.float64, device=device)
         self.posterior = torch.full((1, samples), 1 / samples, dtype=torch.float64, device=device)
         self.sampled = False
+        # the mixture block, reused by every step: a fresh 128 MiB block each step costs
+        # more in page faults than the scoring itself
+        self.scratch = torch.empty(0, dtype=torch.float64, device=device)
 
     def conditional_entropy(self, probs: torch.Tensor) -> torch.Tensor:
         """Σ_c π_c H(y_x | c) for each candidate x of `probs` (N×T×C), in bounded blocks."""
         k, classes = len(self.weights), probs.shape[2]
         rows = max(1, BLOCK_ELEMENTS // (k * classes))
+        if len(self.scratch) < min(rows, len(probs)) * k * classes:
+            self.scratch = torch.empty(min(rows, len(probs)) * k * classes, dtype=torch.float64,
+                                       device=probs.device)  # fmt: skip
         out = torch.empty(len(probs), dtype=torch.float64, device=probs.device)
         for s in range(0, len(probs), rows):
             block = probs[s : s + rows].double()  # n×T×C
-            mixture = torch.einsum("kt,ntc->nkc", self.posterior, block)
-            h = entropy(mixture.flatten(0, 1)).view(len(block), k)
-            out[s : s + rows] = h @ self.weights
+            mixture = self.scratch[: len(block) * k * classes].view(len(block), k, classes)
+            torch.matmul(self.posterior, block, out=mixture)  # p(y_x | c) = Σ_t W_c,t p(y_x | w_t)
+            torch.special.entr(mixture, out=mixture)  # −p log p, 0 at p = 0
+            out[s : s + rows] = mixture.sum(dim=2) @ self.weights
         return out
 
     def extend(self, probs: torch.Tensor, limit: int, rng: torch.Generator) -> None:
