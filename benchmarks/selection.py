@@ -14,7 +14,7 @@ Naive baselines run beside archdal's code in the same invocation, for ratios:
   coreset-naive: k-center greedy updating every point's distance at every pick;
   badge-naive:   k-means++ on the materialised N×(classes·dim) gradient embedding.
 Strategies run with `RunConfig`'s default options (BatchBALD: M = 1,000 configurations on
-the top 5,000 BALD points, T = 10 samples; BAIT: projected to 2048 / 10 = 204 dims).
+the top 1,000 BALD points, T = 10 samples; BAIT: projected to 2048 / 10 = 204 dims).
 BAIT and BatchBALD run up to `--heavy-max` (default 30k): raise it, with a smaller
 `--select` (their memory hardly depends on it, their time grows with it), to find the
 largest pool that fits in 2 GiB extra.
