@@ -144,7 +144,8 @@ def bait(
         pick = step(1.0, ~chosen)
         chosen[pick] = True
         order.append(pick)
-    # Backward: only the forward picks can be removed, so only their rows are kept.
+    # Backward: only the forward picks can be removed, so `step` (which reads these names)
+    # sees only their rows from here on.
     forward = torch.tensor(order, dtype=torch.long, device=h.device)
     factors, h, own, gain = factors[forward], h[forward], own[forward], gain[forward]
     kept = torch.ones(len(order), dtype=torch.bool, device=h.device)

@@ -47,9 +47,9 @@ class Configurations:
         """Σ_c π_c H(y_x | c) for each candidate x of `probs` (N×T×C), in bounded blocks."""
         k, classes = len(self.weights), probs.shape[2]
         rows = max(1, BLOCK_ELEMENTS // (k * classes))
-        if len(self.scratch) < min(rows, len(probs)) * k * classes:
-            self.scratch = torch.empty(min(rows, len(probs)) * k * classes, dtype=torch.float64,
-                                       device=probs.device)  # fmt: skip
+        need = min(rows, len(probs)) * k * classes
+        if len(self.scratch) < need:
+            self.scratch = torch.empty(need, dtype=torch.float64, device=probs.device)
         out = torch.empty(len(probs), dtype=torch.float64, device=probs.device)
         for s in range(0, len(probs), rows):
             block = probs[s : s + rows].double()  # n×T×C
